@@ -1,0 +1,80 @@
+"""flowgrad: gradients you can see. Reverse-mode automatic differentiation on NumPy.
+
+    >>> import flowgrad as fg
+    >>> w = fg.tensor(0.5, requires_grad=True)
+    >>> loss = fg.sigmoid(w * 2.0 - 1.0)
+    >>> loss.backward()
+    >>> round(w.grad.item(), 4)   # sigmoid'(0) * 2
+    0.5
+"""
+
+from flowgrad import graph
+from flowgrad._backend import bool_, float32, float64, int64
+from flowgrad.creation import (
+    arange,
+    eye,
+    full,
+    linspace,
+    manual_seed,
+    ones,
+    ones_like,
+    rand,
+    randn,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from flowgrad.errors import DtypeError, ShapeError
+from flowgrad.gradcheck import GradcheckError, gradcheck  # noqa: I001  (needs numpy only)
+from flowgrad.graph import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from flowgrad.ops import OPS
+from flowgrad.ops.arithmetic import add, div, eq, ge, gt, le, lt, matmul, mul, ne, neg, pow, sub
+from flowgrad.ops.elementwise import (
+    abs,
+    clamp,
+    cos,
+    exp,
+    leaky_relu,
+    log,
+    maximum,
+    minimum,
+    relu,
+    sigmoid,
+    sign,
+    sin,
+    sqrt,
+    step,
+    tanh,
+    where,
+)
+from flowgrad.ops.nn import binary_cross_entropy_with_logits, cross_entropy, linear
+from flowgrad.ops.reduction import amax, amin, log_softmax, logsumexp, mean, softmax, sum
+from flowgrad.ops.shape import (
+    cat,
+    flatten,
+    permute,
+    reshape,
+    squeeze,
+    stack,
+    transpose,
+    unsqueeze,
+)
+from flowgrad.tensor import Tensor
+from flowgrad.transforms import grad, hessian, jacobian, jvp, value_and_grad, vjp
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {"nn", "optim", "data", "viz", "engine", "serialize", "training"}
+
+
+def __getattr__(name: str):
+    # Submodules load on first use, so `import flowgrad` needs NumPy only and stays fast.
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"flowgrad.{name}")
+    if name in ("save", "load"):
+        from flowgrad import serialize
+
+        return getattr(serialize, name)
+    raise AttributeError(f"module 'flowgrad' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+import sys
+
+from flowgrad.cli import main
+
+sys.exit(main())

@@ -1,0 +1,136 @@
+"""Arithmetic: + - * / ** @, negation, and comparisons (which have no gradient)."""
+
+from __future__ import annotations
+
+from flowgrad.errors import ShapeError
+from flowgrad.ops.registry import op
+
+
+@op(method=True)
+def add(xp, x, y):
+    """d(x+y)/dx = 1, d(x+y)/dy = 1"""
+    return xp.add(x, y)
+
+
+@add.rule
+def _(g, x, y):
+    return g, g
+
+
+@op(method=True)
+def sub(xp, x, y):
+    """d(x-y)/dx = 1, d(x-y)/dy = -1"""
+    return xp.subtract(x, y)
+
+
+@sub.rule
+def _(g, x, y, needs):
+    return g, (-g if needs[1] else None)
+
+
+@op(method=True)
+def mul(xp, x, y):
+    """d(x*y)/dx = y, d(x*y)/dy = x"""
+    return xp.multiply(x, y)
+
+
+@mul.rule
+def _(g, x, y, needs):
+    return (g * y if needs[0] else None), (g * x if needs[1] else None)
+
+
+@op(method=True)
+def div(xp, x, y):
+    """d(x/y)/dx = 1/y, d(x/y)/dy = -x/y²"""
+    return xp.true_divide(x, y)
+
+
+@div.rule
+def _(g, x, y, needs):
+    gx = g / y if needs[0] else None
+    gy = -g * x / (y * y) if needs[1] else None
+    return gx, gy
+
+
+@op(method=True)
+def pow(xp, x, y):
+    """d(xʸ)/dx = y·xʸ⁻¹, d(xʸ)/dy = xʸ·log(x) (taken as 0 where x = 0)"""
+    return xp.power(x, y)
+
+
+@pow.rule
+def _(g, x, y, out, needs):
+    from flowgrad.ops.elementwise import log, where
+
+    gx = g * y * x ** (y - 1) if needs[0] else None
+    gy = None
+    if needs[1]:
+        # xʸ·log(x) is 0·(-inf) at x = 0; PyTorch takes the limit 0 there.
+        safe = where(x == 0, 1.0, x)
+        gy = g * where(x == 0, 0.0, out * log(safe))
+    return gx, gy
+
+
+@op(method=True)
+def neg(xp, x):
+    """d(-x)/dx = -1"""
+    return xp.negative(x)
+
+
+@neg.rule
+def _(g, x):
+    return -g
+
+
+@op(method=True)
+def matmul(xp, x, y):
+    """d(x@y)/dx = g @ yᵀ, d(x@y)/dy = xᵀ @ g (batched, as numpy.matmul; 1-D operands promoted)"""
+    if x.ndim == 0 or y.ndim == 0:
+        raise ShapeError(f"matmul: both operands need at least 1 dimension, got shapes "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")
+    k_y = y.shape[0] if y.ndim == 1 else y.shape[-2]
+    if x.shape[-1] != k_y:
+        raise ShapeError(
+            f"matmul: shapes {tuple(x.shape)} and {tuple(y.shape)} are not aligned: "
+            f"{x.shape[-1]} (last dim of the first) != {k_y} "
+            f"({'first' if y.ndim == 1 else 'second-to-last'} dim of the second)")
+    return xp.matmul(x, y)
+
+
+@matmul.rule
+def _(g, x, y, needs):
+    from flowgrad.ops.shape import squeeze, unsqueeze
+
+    x2 = unsqueeze(x, 0) if x.ndim == 1 else x
+    y2 = unsqueeze(y, -1) if y.ndim == 1 else y
+    if x.ndim == 1:
+        g = unsqueeze(g, -2)
+    if y.ndim == 1:
+        g = unsqueeze(g, -1)
+    gx = gy = None
+    if needs[0]:
+        gx = g @ y2.mT
+        if x.ndim == 1:
+            gx = squeeze(gx, -2)
+    if needs[1]:
+        gy = x2.mT @ g
+        if y.ndim == 1:
+            gy = squeeze(gy, -1)
+    return gx, gy
+
+
+def _comparison(name, ufunc_name, symbol):
+    def forward(xp, x, y):
+        return getattr(xp, ufunc_name)(x, y)
+
+    forward.__name__ = name
+    forward.__doc__ = f"x {symbol} y, elementwise; a bool tensor with no gradient"
+    return op(name, method=True, differentiable=False)(forward)
+
+
+lt = _comparison("lt", "less", "<")
+le = _comparison("le", "less_equal", "<=")
+gt = _comparison("gt", "greater", ">")
+ge = _comparison("ge", "greater_equal", ">=")
+eq = _comparison("eq", "equal", "==")
+ne = _comparison("ne", "not_equal", "!=")

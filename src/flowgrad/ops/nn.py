@@ -1,0 +1,133 @@
+"""Fused neural-network ops: fewer nodes and the textbook gradients (softmax - onehot)."""
+
+from __future__ import annotations
+
+import math
+
+from flowgrad import graph
+from flowgrad.ops.registry import op
+from flowgrad.tensor import Tensor
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+@op()
+def linear(xp, x, weight, bias=None):
+    """x @ weightᵀ + bias. dx = g @ W, dW = gᵀ @ x (summed over the batch), db = Σ g"""
+    if x.shape[-1] != weight.shape[-1]:
+        from flowgrad.errors import ShapeError
+
+        raise ShapeError(f"linear: input of shape {tuple(x.shape)} does not fit weight of shape "
+                         f"{tuple(weight.shape)} (expected last dim {weight.shape[-1]})")
+    out = xp.matmul(x, weight.T)
+    if bias is not None:
+        out += bias
+    return out
+
+
+@linear.rule
+def _(g, x, weight, bias, needs):
+    gx = g @ weight if needs[0] else None
+    gw = None
+    if needs[1]:
+        out_features, in_features = weight.shape
+        gw = g.reshape(-1, out_features).mT @ x.reshape(-1, in_features)
+    return gx, gw, (g if needs[2] else None)
+
+
+@op(saves=True)
+def cross_entropy(xp, logits, target, *, reduction="mean"):
+    """Mean (or sum) of -log softmax(logits)[target]; d/dlogits = softmax - onehot (/N for mean)
+
+    ``logits`` is (N, C) (or (C,) for one sample); ``target`` holds class indices.
+    """
+    _check_reduction(reduction)
+    if logits.ndim not in (1, 2):
+        raise ValueError(f"cross_entropy: logits must be (N, C) or (C,), got shape "
+                         f"{tuple(logits.shape)}")
+    target = xp.asarray(target)
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: target must hold integer class indices, got dtype "
+                        f"{target.dtype}")
+    batched = logits.ndim == 2
+    z = logits if batched else logits[None, :]
+    t = target.reshape(-1)
+    if t.shape[0] != z.shape[0]:
+        raise ValueError(f"cross_entropy: logits of shape {tuple(logits.shape)} need target of "
+                         f"shape ({z.shape[0]},), got {tuple(target.shape)}")
+    if t.size and (t.min() < 0 or t.max() >= z.shape[1]):
+        raise ValueError(f"cross_entropy: target values must lie in [0, {z.shape[1]}), got "
+                         f"min {t.min()} and max {t.max()}")
+    shifted = z - z.max(axis=1, keepdims=True)
+    e = xp.exp(shifted)
+    total = e.sum(axis=1, keepdims=True)
+    rows = xp.arange(z.shape[0])
+    losses = xp.log(total[:, 0]) - shifted[rows, t]
+    # d(sum of losses)/dz, kept for the rule: softmax(z) - onehot(t).
+    dz = e / total
+    dz[rows, t] -= 1
+    if reduction == "mean":
+        out = losses.mean() if losses.size else xp.asarray(float("nan"), dtype=z.dtype)
+    elif reduction == "sum":
+        out = losses.sum()
+    else:
+        out = losses if batched else losses[0]
+    return xp.asarray(out, dtype=z.dtype), dz
+
+
+@cross_entropy.rule
+def _(g, logits, target, saved, reduction):
+    from flowgrad.creation import arange, ones
+    from flowgrad.ops.reduction import softmax
+    from flowgrad.ops.shape import index_add
+
+    batched = logits.ndim == 2
+    if graph.is_grad_enabled():
+        # Recording the backward (create_graph): express dz with ops so it differentiates.
+        z = logits if batched else logits.reshape(1, -1)
+        t = (target.data if isinstance(target, Tensor) else target).reshape(-1)
+        onehot = index_add(ones(t.shape[0], dtype=z.dtype), shape=z.shape,
+                           index=(arange(t.shape[0]).data, t))
+        dz = softmax(z, dim=1) - onehot
+    else:
+        dz = Tensor._make(saved, False, None)
+    n = dz.shape[0]
+    if reduction == "mean":
+        gz = dz * (g / float(n))
+    elif reduction == "sum":
+        gz = dz * g
+    else:
+        gz = dz * g.reshape(-1, 1)
+    return (gz if batched else gz.reshape(-1)), None
+
+
+@op()
+def binary_cross_entropy_with_logits(xp, logits, target, *, reduction="mean"):
+    """-[t·log σ(x) + (1-t)·log(1-σ(x))], stable; d/dx = σ(x) - t, d/dt = -x"""
+    _check_reduction(reduction)
+    if xp.shape(target) != logits.shape:
+        from flowgrad.errors import ShapeError
+
+        raise ShapeError(f"binary_cross_entropy_with_logits: target shape "
+                         f"{tuple(xp.shape(target))} differs from logits shape "
+                         f"{tuple(logits.shape)}")
+    losses = xp.maximum(logits, 0) - logits * target + xp.log1p(xp.exp(-xp.abs(logits)))
+    if reduction == "mean":
+        return losses.mean()
+    return losses.sum() if reduction == "sum" else losses
+
+
+@binary_cross_entropy_with_logits.rule
+def _(g, logits, target, reduction, needs):
+    from flowgrad.ops.elementwise import sigmoid
+
+    if reduction == "mean":
+        g = g / float(max(math.prod(logits.shape), 1))
+    gx = g * (sigmoid(logits) - target) if needs[0] else None
+    gt = -g * logits if needs[1] else None
+    return gx, gt

@@ -1,0 +1,141 @@
+"""Reductions and the softmax family. ``dim`` is an int, a tuple of ints, or None (all)."""
+
+from __future__ import annotations
+
+import math
+
+from flowgrad.ops.registry import op
+
+
+def axes(dim, ndim: int) -> tuple[int, ...]:
+    """``dim`` as a sorted tuple of non-negative axes (all axes for None)."""
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    if ndim == 0:
+        if any(d not in (0, -1) for d in dims):
+            raise IndexError(f"dim {dim} is out of range for a 0-d tensor")
+        return ()
+    out = set()
+    for d in dims:
+        if not -ndim <= d < ndim:
+            raise IndexError(f"dim {d} is out of range for a tensor with {ndim} dimensions "
+                             f"(expected {-ndim} to {ndim - 1})")
+        out.add(d % ndim)
+    if len(out) != len(dims):
+        raise ValueError(f"dim {dim} repeats an axis")
+    return tuple(sorted(out))
+
+
+def keep_dims(g, shape: tuple, dim, keepdim: bool):
+    """``g`` reshaped so the reduced axes of ``shape`` are back, as size 1."""
+    if keepdim:
+        return g
+    kept = list(shape)
+    for a in axes(dim, len(shape)):
+        kept[a] = 1
+    return g if g.shape == tuple(kept) else g.reshape(tuple(kept))
+
+
+def _broadcast(g, x, dim, keepdim):
+    from flowgrad.ops.shape import broadcast_to
+
+    return broadcast_to(keep_dims(g, x.shape, dim, keepdim), shape=x.shape)
+
+
+@op(method=True)
+def sum(xp, x, *, dim=None, keepdim=False):
+    """d sum(x)/dx = 1 for every summed element: the gradient is broadcast back"""
+    return xp.sum(x, axis=axes(dim, x.ndim), keepdims=keepdim)
+
+
+@sum.rule
+def _(g, x, dim, keepdim):
+    return _broadcast(g, x, dim, keepdim)
+
+
+@op(method=True)
+def mean(xp, x, *, dim=None, keepdim=False):
+    """d mean(x)/dx = 1/n for each of the n averaged elements"""
+    return xp.mean(x, axis=axes(dim, x.ndim), keepdims=keepdim)
+
+
+@mean.rule
+def _(g, x, dim, keepdim):
+    n = math.prod(x.shape[a] for a in axes(dim, x.ndim))
+    return _broadcast(g / float(max(n, 1)), x, dim, keepdim)
+
+
+def _extreme_rule(g, x, out, dim, keepdim):
+    # Tied extremes share the gradient evenly (PyTorch's amax/amin convention).
+    mask = (x == keep_dims(out, x.shape, dim, keepdim)).astype(g.dtype)
+    share = mask / mask.sum(dim=axes(dim, x.ndim), keepdim=True)
+    return keep_dims(g, x.shape, dim, keepdim) * share
+
+
+@op(method=True)
+def amax(xp, x, *, dim=None, keepdim=False):
+    """d max(x)/dx = 1 at the maximum, split evenly between tied maxima"""
+    return xp.amax(x, axis=axes(dim, x.ndim), keepdims=keepdim)
+
+
+amax.rule(_extreme_rule)
+
+
+@op(method=True)
+def amin(xp, x, *, dim=None, keepdim=False):
+    """d min(x)/dx = 1 at the minimum, split evenly between tied minima"""
+    return xp.amin(x, axis=axes(dim, x.ndim), keepdims=keepdim)
+
+
+amin.rule(_extreme_rule)
+
+
+def _stable_max(xp, x, ax):
+    m = xp.amax(x, axis=ax, keepdims=True)
+    # An all -inf slice would give inf - inf = nan; shifting by 0 there keeps -inf.
+    return xp.where(xp.isfinite(m), m, 0)
+
+
+@op(method=True)
+def logsumexp(xp, x, *, dim, keepdim=False):
+    """d logsumexp(x)/dx = softmax(x) = exp(x - out)"""
+    ax = axes(dim, x.ndim)
+    m = _stable_max(xp, x, ax)
+    out = xp.log(xp.sum(xp.exp(x - m), axis=ax, keepdims=True)) + m
+    return out if keepdim else xp.squeeze(out, axis=ax)
+
+
+@logsumexp.rule
+def _(g, x, out, dim, keepdim):
+    from flowgrad.ops.elementwise import exp
+
+    return keep_dims(g, x.shape, dim, keepdim) * exp(x - keep_dims(out, x.shape, dim, keepdim))
+
+
+@op(method=True)
+def softmax(xp, x, *, dim):
+    """softmax'(x)ᵀg = s·(g - Σ g·s), from the saved output s"""
+    ax = axes(dim, x.ndim)
+    e = xp.exp(x - _stable_max(xp, x, ax))
+    return e / xp.sum(e, axis=ax, keepdims=True)
+
+
+@softmax.rule
+def _(g, x, out, dim):
+    return out * (g - (g * out).sum(dim=dim, keepdim=True))
+
+
+@op(method=True)
+def log_softmax(xp, x, *, dim):
+    """log_softmax'(x)ᵀg = g - exp(out)·Σ g, from the saved output"""
+    ax = axes(dim, x.ndim)
+    shifted = x - _stable_max(xp, x, ax)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=ax, keepdims=True))
+
+
+@log_softmax.rule
+def _(g, x, out, dim):
+    from flowgrad.ops.elementwise import exp
+
+    return g - exp(out) * g.sum(dim=dim, keepdim=True)
