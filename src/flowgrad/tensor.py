@@ -202,17 +202,19 @@ OPERATORS = {
 
 def bind_operators(ops: dict) -> None:
     """Install the Python operators on Tensor, each calling its registered op."""
+    from flowgrad.ops.registry import apply
+
     for dunder, spec in OPERATORS.items():
         reflected, _, name = spec.rpartition(" ")
         opdef = ops[name]
         if reflected:
             def method(self, other, _op=opdef):
-                return _op(other, self)
+                return apply(_op, (other, self), {})
         elif opdef.n_inputs == 1:
             def method(self, _op=opdef):
-                return _op(self)
+                return apply(_op, (self,), {})
         else:
             def method(self, other, _op=opdef):
-                return _op(self, other)
+                return apply(_op, (self, other), {})
         method.__name__ = dunder
         setattr(Tensor, dunder, method)

@@ -29,8 +29,8 @@ def axes(dim, ndim: int) -> tuple[int, ...]:
 
 def keep_dims(g, shape: tuple, dim, keepdim: bool):
     """``g`` reshaped so the reduced axes of ``shape`` are back, as size 1."""
-    if keepdim:
-        return g
+    if keepdim or (dim is None and g.ndim == 0):
+        return g  # a 0-d gradient broadcasts against any shape as it is
     kept = list(shape)
     for a in axes(dim, len(shape)):
         kept[a] = 1

@@ -56,18 +56,22 @@ class OpDef:
         self.saves = saves
         self.variadic = variadic
         self.__doc__ = forward.__doc__
-        n_inputs, names, defaults = 0, [], {}
+        n_inputs, names, defaults, input_params = 0, [], {}, []
         for p in list(inspect.signature(forward).parameters.values())[1:]:
             if p.kind is p.POSITIONAL_OR_KEYWORD:
                 n_inputs += 1
+                input_params.append(p)
             elif p.kind is p.KEYWORD_ONLY:
                 names.append(p.name)
                 if p.default is not p.empty:
                     defaults[p.name] = p.default
         self.n_inputs = n_inputs
+        self.input_params = tuple(input_params)
         self.param_names = tuple(names)
         self.defaults = defaults
         self.vararg = varargs
+        # Plain ops (inputs only, no arguments) take a shorter call path.
+        self.simple = not (variadic or varargs or names)
         self._rule_extras = ()
 
     def rule(self, rule: Callable) -> Callable:
@@ -79,13 +83,16 @@ class OpDef:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
         """Apply the op (as ``fg.NAME`` does): inputs first, then its arguments."""
+        if self.simple and len(args) == self.n_inputs and not kwargs:
+            return apply(self, args, kwargs)
         if self.variadic:
             inputs, rest = tuple(args[0]), args[1:]
         else:
             n = self.n_inputs
             inputs, rest = args[:n], args[n:]
             if len(inputs) < n:
-                raise TypeError(f"{self.name}() takes {n} tensor argument(s), got {len(inputs)}")
+                inputs = inputs + tuple(self._missing_input(p, kwargs)
+                                        for p in self.input_params[len(inputs):])
         if self.vararg is not None:
             if len(rest) == 1 and isinstance(rest[0], (tuple, list)):
                 rest = tuple(rest[0])
@@ -99,30 +106,42 @@ class OpDef:
             kwargs = {**self.defaults, **kwargs}
         return apply(self, inputs, kwargs)
 
+    def _missing_input(self, param: inspect.Parameter, kwargs: dict):
+        if param.name in kwargs:
+            return kwargs.pop(param.name)
+        if param.default is not param.empty:
+            return param.default
+        raise TypeError(f"{self.name}() is missing the input {param.name!r}")
+
     def vjp(self, node: Node, g: Tensor) -> tuple:
         """The rule applied at ``node``: gradients per input, summed to the inputs' shapes."""
         inputs = node.inputs
-        needs = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
-        extras = {}
-        for key in self._rule_extras:
-            if key == "out":
-                extras["out"] = _make(node.value, True, node)
-            elif key == "saved":
-                extras["saved"] = node.saved
-            else:
-                extras["needs"] = needs
-        grads = self._rule(g, *inputs, **extras, **node.params)
-        if not isinstance(grads, tuple):
+        needs = tuple([isinstance(x, Tensor) and x.requires_grad for x in inputs])
+        if self._rule_extras:
+            extras = {}
+            for key in self._rule_extras:
+                if key == "out":
+                    extras["out"] = _make(node.value, True, node)
+                elif key == "saved":
+                    extras["saved"] = node.saved
+                else:
+                    extras["needs"] = needs
+            grads = self._rule(g, *inputs, **extras, **node.params)
+        else:
+            grads = self._rule(g, *inputs, **node.params)
+        if type(grads) is not tuple:
             grads = (grads,)
         result = []
         for x, need, gx in zip(inputs, needs, grads):
             if not need or gx is None:
                 result.append(None)
                 continue
-            if gx.shape != x.shape:
-                gx = OPS["sum_to"](gx, shape=x.shape)
-            if gx.dtype != x.dtype:
-                gx = OPS["cast"](gx, dtype=x.dtype)
+            # Broadcasting is undone here, once, for every op.
+            data, target = gx.data, x.data
+            if data.shape != target.shape:
+                gx = _sum_to(gx, shape=target.shape)
+            if data.dtype != target.dtype:
+                gx = _cast(gx, dtype=target.dtype)
             result.append(gx)
         return tuple(result)
 
@@ -188,6 +207,14 @@ def op(name: str | None = None, *, method: bool = False, saves: bool = False,
         return opdef
 
     return register
+
+
+def _sum_to(g: Tensor, *, shape: tuple) -> Tensor:
+    return apply(OPS["sum_to"], (g,), {"shape": shape})
+
+
+def _cast(g: Tensor, *, dtype) -> Tensor:
+    return apply(OPS["cast"], (g,), {"dtype": dtype})
 
 
 def _as_method(opdef: OpDef) -> Callable:
