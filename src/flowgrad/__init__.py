@@ -50,12 +50,16 @@ from flowgrad.ops.elementwise import (
 from flowgrad.ops.nn import binary_cross_entropy_with_logits, cross_entropy, linear
 from flowgrad.ops.reduction import amax, amin, log_softmax, logsumexp, mean, softmax, sum
 from flowgrad.ops.shape import (
+    broadcast_to,
     cat,
     flatten,
+    getitem,
+    index_add,
     permute,
     reshape,
     squeeze,
     stack,
+    sum_to,
     transpose,
     unsqueeze,
 )

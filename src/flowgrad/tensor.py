@@ -69,6 +69,8 @@ class Tensor:
     @property
     def T(self) -> Tensor:
         """All axes reversed (a matrix's transpose)."""
+        if self.data.ndim == 2:
+            return self.transpose(0, 1)
         return self.permute(*reversed(range(self.data.ndim)))
 
     @property

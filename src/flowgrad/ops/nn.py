@@ -82,7 +82,7 @@ def cross_entropy(xp, logits, target, *, reduction="mean"):
 
 @cross_entropy.rule
 def _(g, logits, target, saved, reduction):
-    from flowgrad.creation import arange, ones
+    from flowgrad.creation import arange, ones, zeros
     from flowgrad.ops.reduction import softmax
     from flowgrad.ops.shape import index_add
 
@@ -91,7 +91,7 @@ def _(g, logits, target, saved, reduction):
         # Recording the backward (create_graph): express dz with ops so it differentiates.
         z = logits if batched else logits.reshape(1, -1)
         t = (target.data if isinstance(target, Tensor) else target).reshape(-1)
-        onehot = index_add(ones(t.shape[0], dtype=z.dtype), shape=z.shape,
+        onehot = index_add(zeros(z.shape, dtype=z.dtype), ones(t.shape[0], dtype=z.dtype),
                            index=(arange(t.shape[0]).data, t))
         dz = softmax(z, dim=1) - onehot
     else:

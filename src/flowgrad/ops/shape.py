@@ -65,23 +65,28 @@ def getitem(xp, x, *, index):
 
 @getitem.rule
 def _(g, x, index):
-    return index_add(g, shape=x.shape, index=index)
+    from flowgrad.creation import zeros
+
+    return index_add(zeros(x.shape, dtype=g.dtype), g, index=index)
 
 
 @op()
-def index_add(xp, v, *, shape, index):
-    """zeros(shape) with v added at index (repeats accumulate); its gradient is g[index]"""
-    out = xp.zeros(shape, dtype=v.dtype)
+def index_add(xp, x, src, *, index):
+    """x with src added at x[index], repeated indices accumulating (NumPy's add.at).
+
+    d/dx = g, d/dsrc = g[index]
+    """
+    out = x.copy()
     if _is_basic(index) or (_backend.is_array(index) and index.dtype == _backend.bool_):
-        out[index] = v
+        out[index] += src  # these never select an element twice
     else:
-        _backend.scatter_add(out, index, v)
+        _backend.scatter_add(out, index, src)
     return out
 
 
 @index_add.rule
-def _(g, v, shape, index):
-    return getitem(g, index=index)
+def _(g, x, src, index, needs):
+    return g, (getitem(g, index=index) if needs[1] else None)
 
 
 @op(variadic=True)
