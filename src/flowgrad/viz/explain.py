@@ -332,11 +332,6 @@ def explain_formula(
             or a value that is not a single number.
         ValueError: a value that is not finite.
     """
-    import flowgrad as fg
-    from flowgrad.graph import walk
-    from flowgrad.tensor import Tensor
-    from flowgrad.viz.formula import Expr
-
     f = formula if isinstance(formula, Formula) else compile_formula(formula)
     if max_paths < 0:
         raise ValueError(f"max_paths must be >= 0, got {max_paths}")
@@ -350,6 +345,16 @@ def explain_formula(
     if unused:
         raise TypeError(f"value given for {', '.join(unused)}, which the formula does not use")
     nums = {n: _to_float(n, values[n]) for n in f.variables}
+    # log(0), 1/0 and friends are reported in the explanation's notes, not as warnings.
+    with np.errstate(all="ignore"):
+        return _explain(f, nums, max_paths)
+
+
+def _explain(f: Formula, nums: dict[str, float], max_paths: int) -> Explanation:
+    import flowgrad as fg
+    from flowgrad.graph import walk
+    from flowgrad.tensor import Tensor
+    from flowgrad.viz.formula import Expr
 
     inputs = {n: fg.tensor(np.float64(v), requires_grad=True) for n, v in nums.items()}
     exprs: dict[int, Expr] = {}
@@ -421,11 +426,22 @@ def explain_formula(
         backward_value = 0.0 if grad is None else float(grad.item())
         paths, count, total = _paths_to(output_key, ("var", name), hops, max_paths)
         gradients[name] = GradientReport(name, paths, count, total, backward_value, fd, h)
-        if not math.isclose(total, fd, rel_tol=1e-4, abs_tol=1e-6):
+        if not (math.isfinite(total) and math.isfinite(backward_value)):
+            notes.append(
+                f"d f/d {name} is not finite at this point (e.g. log, sqrt or a division "
+                "at 0, or an overflow); the chain rule cannot give a number here"
+            )
+        elif not math.isfinite(fd):
+            notes.append(
+                f"d f/d {name}: no finite difference, because f is not finite at or near "
+                "this point"
+            )
+        elif not math.isclose(total, fd, rel_tol=1e-4, abs_tol=1e-6):
             notes.append(
                 f"d f/d {name}: the finite difference ({_fmt(fd)}) differs from the chain "
-                f"rule ({_fmt(total)}); this happens at kinks such as relu(0), abs(0) or "
-                "step(0), where flowgrad uses the conventions relu'(0) = abs'(0) = 0, step' = 0"
+                f"rule ({_fmt(total)}); expected at a kink such as relu(0), abs(0) or "
+                "step(0), where flowgrad uses the conventions relu'(0) = abs'(0) = 0 and "
+                "step' = 0 while the difference straddles the kink"
             )
 
     return Explanation(
@@ -461,8 +477,10 @@ def _paths_to(
     for key, edges in hops.items():
         c, s = 0, 0.0
         for src, d, _ in edges:
-            c += count.get(src, 0)
-            s += d * total.get(src, 0.0)
+            # Skip edges that never reach target: inf * 0 there would poison the sum.
+            if count.get(src, 0):
+                c += count[src]
+                s += d * total[src]
         count[key], total[key] = c, s
     n_paths = count.get(output, 0)
     path_sum = total.get(output, 0.0)

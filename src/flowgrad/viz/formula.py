@@ -218,8 +218,9 @@ class BinaryOp(Expr):
             return f"{left}**{right}"
         if self.left.precedence < p:
             left = f"({left})"
-        # Left-associative: a - (b - c) and a / (b * c) keep their parentheses.
-        if self.right.precedence < p or (self.right.precedence == p and self.op in "-/"):
+        # Left-associative: a - (b - c) and a + (b + c) keep their parentheses, so the text
+        # parses back to the same tree (the same graph, the same rounding).
+        if self.right.precedence <= p:
             right = f"({right})"
         if self.op in "+-":
             return f"{left} {self.op} {right}"
