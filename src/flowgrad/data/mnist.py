@@ -213,7 +213,7 @@ def load_mnist(root: str | os.PathLike | None = None, train: bool = True,
 
     Example:
         >>> images, labels = load_mnist("data", download=True)  # doctest: +SKIP
-        >>> images.shape, labels.dtype
+        >>> images.shape, labels.dtype  # doctest: +SKIP
         ((60000, 28, 28), dtype('int64'))
     """
     return load_idx_dataset(MNIST, root, train, download, **kwargs)
