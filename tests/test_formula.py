@@ -31,7 +31,7 @@ HOSTILE = [
     "lambda: open('pwned.txt', 'w')",
     "'pwned'",
     "b'pwned'",
-    'f"{open(\'pwned.txt\', \'w\')}"',
+    "f\"{open('pwned.txt', 'w')}\"",
     "exp(x=1)",
     "x < 1",
     "x if x else 1",
