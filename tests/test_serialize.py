@@ -122,6 +122,11 @@ def test_exact_path_no_extension_added(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["model.ckpt"]
 
 
+def test_missing_folder_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="folder .*absent does not exist"):
+        fg.save({"a": 1}, tmp_path / "absent" / "c.npz")
+
+
 def test_plain_numpy_npz_loads_as_dict(tmp_path):
     path = tmp_path / "plain.npz"
     np.savez(path, w=np.arange(3), b=np.ones(2, dtype=np.float32))

@@ -77,6 +77,9 @@ def atomic_write(path: str | os.PathLike, binary: bool = True) -> Iterator[IO[An
     """
     path = Path(path)
     folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"cannot write {path}: folder {folder} does not "
+                                "exist", str(folder))
     tmp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
     # "x": never clobber; the mode bits follow the umask like any newly created file.
     fh = open(tmp, "xb") if binary else open(tmp, "x", encoding="utf-8")
