@@ -107,7 +107,11 @@ def _summary(arr: Any) -> str:
         return f"{_shape(a.shape)} bool, {int(np.count_nonzero(a))} true"
     if a.dtype.kind in "iu":
         return f"{_shape(a.shape)} int, [{a.min()}, {a.max()}]"
-    return f"{_shape(a.shape)}  μ {_num(a.mean(), 3)}  [{_num(a.min(), 3)}, {_num(a.max(), 3)}]"
+    mean, lo, hi = float(a.mean()), float(a.min()), float(a.max())
+    # A mean that is rounding noise next to the spread reads better as 0 than as 1e-11.
+    if abs(mean) <= 1e-6 * max(abs(lo), abs(hi)):
+        mean = 0.0
+    return f"{_shape(a.shape)}  μ {_num(mean, 3)}  [{_num(lo, 3)}, {_num(hi, 3)}]"
 
 
 def _param_text(key: str, value: Any) -> str:
@@ -183,7 +187,9 @@ def _html_lines(lines: list[tuple[str, str | None, bool]]) -> str:
 class _Leaf:
     key: str
     kind: str
+    tensor: Any
     lines: list[tuple[str, str | None, bool]] = field(default_factory=list)
+    uses: int = 0
 
 
 def graph_source(
@@ -245,9 +251,7 @@ def graph_source(
             lines.append((f"= {_summary(t.data)}", None, False))
         else:
             lines.append((f"{_shape(t.shape)} {t.dtype}", None, False))
-        if show_grads and t.grad is not None:
-            lines.append((f"∇ {_summary(t.grad.data)}", _GRAD_COLOR, False))
-        leaf = _Leaf(f"leaf{len(leaves)}", kind, lines)
+        leaf = _Leaf(f"leaf{len(leaves)}", kind, t, lines)
         leaves[id(t)] = leaf
         return leaf.key
 
@@ -266,6 +270,7 @@ def graph_source(
                     value = inp.grad_fn.value
                 else:
                     src = leaf_for(inp)
+                    leaves[id(inp)].uses += 1
                     value = inp.data
                 lines: list[tuple[str, str | None, bool]] = []
                 if show_values:
@@ -301,10 +306,16 @@ def graph_source(
         legend.append(f'<FONT COLOR="{_LOCAL_COLOR}">∂ local derivative</FONT>')
     if legend:
         caption.append("edges: " + "   ".join(legend))
+        caption.append("tensors: shape  μ mean  [min, max]")
     if caption:
         out.append(f"  label=<{'<BR/>'.join(caption)}>;")
 
     for leaf in leaves.values():
+        grad = leaf.tensor.grad
+        # The leaf's .grad is the sum over its edges; worth a line when it is short (a
+        # scalar) or when several edges add up into it. Otherwise the edge already shows it.
+        if show_grads and grad is not None and (grad.numel() == 1 or leaf.uses > 1):
+            leaf.lines.append((f"∇ {_summary(grad.data)}", _GRAD_COLOR, False))
         out.append(f"  {leaf.key} [label={_html_lines(leaf.lines)}, {_STYLE[leaf.kind]}];")
     for key, text in consts:
         out.append(f"  {key} [label={_html_lines([(text, None, False)])}, {_STYLE['const']}];")
