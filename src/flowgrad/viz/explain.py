@@ -271,7 +271,7 @@ def _path_text(p: PathReport, repeated: set[tuple[str, str]]) -> str:
             chain += f" → {p.chain[k]}"
     if not p.factors:
         return f"{chain}: (the output is the variable) = 1"
-    factors = " × ".join(_fmt(f) for f in p.factors)
+    factors = " × ".join(f"({_fmt(f)})" if f < 0 else _fmt(f) for f in p.factors)
     return f"{chain}:  {factors} = {_fmt(p.product)}"
 
 

@@ -306,7 +306,8 @@ def graph_source(
         legend.append(f'<FONT COLOR="{_LOCAL_COLOR}">∂ local derivative</FONT>')
     if legend:
         caption.append("edges: " + "   ".join(legend))
-        caption.append("tensors: shape  μ mean  [min, max]")
+        if show_values and any(np.size(n.value) != 1 for n in nodes):
+            caption.append("tensors: shape  μ mean  [min, max]")
     if caption:
         out.append(f"  label=<{'<BR/>'.join(caption)}>;")
 
