@@ -1,0 +1,20 @@
+"""Shared fixtures. Kept tiny: helpers belong in the test module that needs them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Let `python -m pytest` work from a checkout without installing or setting PYTHONPATH.
+_SRC = str(Path(__file__).resolve().parents[1] / "src")
+if _SRC not in sys.path:
+    sys.path.insert(0, _SRC)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A freshly seeded generator, so every test draws the same numbers on every run."""
+    return np.random.default_rng(0)

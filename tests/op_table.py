@@ -1,0 +1,397 @@
+"""The one table of differentiable ops that ``test_ops.py`` runs every check over.
+
+Each :class:`OpSpec` names a registered op, a function of the *differentiable* inputs only
+(integer indices, masks, class targets and other constants are closed over), the shapes of
+those inputs, the domain they are drawn from, the NumPy forward used as the reference, and
+the highest derivative order to check.
+
+Domains keep ``log``/``sqrt``/``pow`` bases positive and keep inputs at least 0.2 away from
+kinks (``abs``, ``relu``, ``step``, ``clamp`` bounds), so central differences are valid.
+Adding an op means adding rows here; ``test_ops.py`` picks them up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+import flowgrad as fg
+
+Interval = tuple[float, float]
+Domain = tuple[Interval, ...]
+
+REAL: Domain = ((-2.0, 2.0),)
+POS: Domain = ((0.5, 2.0),)
+# Off the kink at 0 (abs, relu, leaky_relu, step, division by x, the boolean mask x > 0).
+OFF0: Domain = ((-2.0, -0.2), (0.2, 2.0))
+# Off the clamp bounds +-0.5 used below: some values clipped, some passed through.
+OFFCLAMP: Domain = ((-1.5, -0.7), (-0.3, 0.3), (0.7, 1.5))
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One row of the op table.
+
+    Attributes:
+        name: the registered op name (a key of ``flowgrad.ops.registry.OPS``) this row exercises.
+        fn: ``fn(*tensors) -> Tensor`` over the differentiable inputs.
+        shapes: one shape per differentiable input.
+        domain: the intervals inputs are drawn from, one ``Domain`` for every input or a list
+            with one per input.
+        reference: the NumPy forward, ``reference(*arrays) -> ndarray``.
+        order: the highest derivative order that is checked (1 or 2).
+        label: distinguishes rows of the same op in test ids.
+    """
+
+    name: str
+    fn: Callable
+    shapes: tuple[tuple[int, ...], ...]
+    domain: Domain | list[Domain]
+    reference: Callable
+    order: int = 2
+    label: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-{self.label}" if self.label else self.name
+
+    def domain_of(self, i: int) -> Domain:
+        return self.domain[i] if isinstance(self.domain, list) else self.domain
+
+    @property
+    def size(self) -> int:
+        return int(sum(np.prod(s, dtype=np.int64) for s in self.shapes))
+
+
+def sample(domain: Domain, shape: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+    """Float64 values drawn uniformly from the union of the domain's intervals."""
+    lo = np.array([a for a, _ in domain])
+    width = np.array([b - a for a, b in domain])
+    which = rng.choice(len(domain), size=tuple(shape), p=width / width.sum())
+    return lo[which] + rng.uniform(size=tuple(shape)) * width[which]
+
+
+def sample_inputs(spec: OpSpec, rng: np.random.Generator) -> list[np.ndarray]:
+    return [sample(spec.domain_of(i), s, rng) for i, s in enumerate(spec.shapes)]
+
+
+# ---------------------------------------------------------------- NumPy references
+
+
+def _np_logsumexp(x, dim, keepdim=False):
+    m = np.max(x, axis=dim, keepdims=True)
+    out = np.log(np.sum(np.exp(x - m), axis=dim, keepdims=True)) + m
+    return out if keepdim else np.squeeze(out, axis=dim)
+
+
+def _np_softmax(x, dim):
+    e = np.exp(x - np.max(x, axis=dim, keepdims=True))
+    return e / np.sum(e, axis=dim, keepdims=True)
+
+
+def _np_log_softmax(x, dim):
+    return x - _np_logsumexp(x, dim, keepdim=True)
+
+
+def _np_sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def _np_cross_entropy(z, y, reduction):
+    losses = _np_logsumexp(z, 1) - z[np.arange(len(y)), y]
+    return {"mean": np.mean, "sum": np.sum, "none": lambda a: a}[reduction](losses)
+
+
+def _np_bce_logits(z, t, reduction):
+    losses = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+    return {"mean": np.mean, "sum": np.sum, "none": lambda a: a}[reduction](losses)
+
+
+def _np_sum_to(x, shape):
+    lead = x.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and x.shape[lead + i] != 1
+    )
+    return np.sum(x, axis=axes, keepdims=True).reshape(shape)
+
+
+def _np_index_add(x, index, src):
+    out = x.copy()
+    np.add.at(out, index, src)
+    return out
+
+
+# Constants closed over by the rows below; fixed so every run sees the same table.
+_C = np.random.default_rng(20240601)
+IDX_REPEAT = np.array([0, 2, 0, 1, 2])
+IDX_PAIR = (np.array([0, 1, 1, 2]), np.array([3, 3, 0, 3]))
+NP_MASK = _C.random((3, 4)) > 0.5
+NP_MASK[0, 0], NP_MASK[0, 1] = True, False  # never all-False or all-True
+COND = _C.random((2, 3)) > 0.5
+COND[0, 0], COND[0, 1] = True, False
+TARGET = np.array([0, 2, 1, 2], dtype=np.int64)
+TARGET_BIG = _C.integers(0, 10, size=64)
+# float32 so that a float32 run stays float32 and a float64 run stays float64
+BCE_TARGET = np.array([[0.0, 1.0, 0.25], [1.0, 0.5, 0.0]], dtype=np.float32)
+
+
+OP_TABLE: list[OpSpec] = [
+    # ---------------------------------------------------------------- arithmetic
+    OpSpec("add", lambda a, b: a + b, ((3, 1), (1, 4)), REAL, lambda a, b: a + b, label="bcast"),
+    OpSpec("add", lambda a, b: fg.add(a, b), ((2, 3), (3,)), REAL, np.add, label="fn-row"),
+    OpSpec("add", lambda a: a + 1.5, ((2, 3),), REAL, lambda a: a + 1.5, label="scalar"),
+    OpSpec("add", lambda a: 2.5 + a, ((3,),), REAL, lambda a: 2.5 + a, label="rscalar"),
+    OpSpec("add", lambda a, b: a + b, ((), (2, 3)), REAL, np.add, label="0d"),
+    OpSpec("sub", lambda a, b: a - b, ((3, 1), (1, 4)), REAL, np.subtract, label="bcast"),
+    OpSpec("sub", lambda a: 3.0 - a, ((2, 3),), REAL, lambda a: 3.0 - a, label="rscalar"),
+    OpSpec("sub", lambda a, b: fg.sub(a, b), ((4,), (2, 1, 4)), REAL, np.subtract, label="fn"),
+    OpSpec("mul", lambda a, b: a * b, ((3, 1), (1, 4)), REAL, np.multiply, label="bcast"),
+    OpSpec("mul", lambda a, b: a * b, ((2, 3), (2, 3)), REAL, np.multiply, label="same"),
+    OpSpec("mul", lambda a: a * 0.5, ((2, 3),), REAL, lambda a: a * 0.5, label="scalar"),
+    OpSpec("mul", lambda a, b: fg.mul(a, b), ((2, 3), ()), REAL, np.multiply, label="0d"),
+    OpSpec("div", lambda a, b: a / b, ((3, 1), (1, 4)), [REAL, OFF0], np.divide, label="bcast"),
+    OpSpec("div", lambda a: 1.0 / a, ((2, 3),), OFF0, lambda a: 1.0 / a, label="rscalar"),
+    OpSpec("div", lambda a: fg.div(a, 4.0), ((5,),), REAL, lambda a: a / 4.0, label="scalar"),
+    OpSpec("pow", lambda a: a**3, ((2, 3),), REAL, lambda a: a**3, label="cube"),
+    OpSpec("pow", lambda a: a**0.5, ((4,),), POS, np.sqrt, label="half"),
+    OpSpec("pow", lambda a: a**-1.5, ((4,),), POS, lambda a: a**-1.5, label="negexp"),
+    OpSpec("pow", lambda a, b: a**b, ((2, 3), (2, 3)), [POS, REAL], np.power, label="tensor"),
+    OpSpec("pow", lambda a, b: fg.pow(a, b), ((3, 1), (4,)), [POS, REAL], np.power, label="bcast"),
+    OpSpec("pow", lambda b: 2.0**b, ((3,),), REAL, lambda b: 2.0**b, label="rscalar"),
+    OpSpec("neg", lambda a: -a, ((2, 3),), REAL, np.negative),
+    OpSpec("neg", lambda a: fg.neg(a), ((),), REAL, np.negative, label="0d"),
+    # matmul: 1-D/2-D combinations, batched and broadcast batches
+    OpSpec("matmul", lambda a, b: a @ b, ((4,), (4,)), REAL, np.matmul, label="1d1d"),
+    OpSpec("matmul", lambda a, b: a @ b, ((4,), (4, 3)), REAL, np.matmul, label="1d2d"),
+    OpSpec("matmul", lambda a, b: a @ b, ((3, 4), (4,)), REAL, np.matmul, label="2d1d"),
+    OpSpec("matmul", lambda a, b: fg.matmul(a, b), ((3, 4), (4, 2)), REAL, np.matmul, label="2d"),
+    OpSpec("matmul", lambda a, b: a @ b, ((2, 3, 4), (4, 2)), REAL, np.matmul, label="batch"),
+    OpSpec(
+        "matmul", lambda a, b: a @ b, ((2, 1, 2, 3), (3, 3, 2)), REAL, np.matmul, label="bcast"
+    ),
+    OpSpec("matmul", lambda a, b: a @ b, ((4,), (2, 4, 3)), REAL, np.matmul, label="1d3d"),
+    OpSpec("matmul", lambda a, b: a @ b, ((24, 20), (20, 16)), REAL, np.matmul, label="large"),
+    # ---------------------------------------------------------------- elementwise
+    OpSpec("exp", lambda a: a.exp(), ((2, 3),), REAL, np.exp),
+    OpSpec("exp", lambda a: fg.exp(a), ((30, 20),), REAL, np.exp, label="large"),
+    OpSpec("log", lambda a: a.log(), ((2, 3),), POS, np.log),
+    OpSpec("sqrt", lambda a: fg.sqrt(a), ((2, 3),), POS, np.sqrt),
+    OpSpec("abs", lambda a: a.abs(), ((2, 3),), OFF0, np.abs),
+    OpSpec("sin", lambda a: fg.sin(a), ((2, 3),), REAL, np.sin),
+    OpSpec("cos", lambda a: a.cos(), ((2, 3),), REAL, np.cos),
+    OpSpec("tanh", lambda a: a.tanh(), ((2, 3),), REAL, np.tanh),
+    OpSpec("sigmoid", lambda a: fg.sigmoid(a), ((2, 3),), REAL, _np_sigmoid),
+    OpSpec("relu", lambda a: a.relu(), ((2, 3),), OFF0, lambda a: np.maximum(a, 0)),
+    OpSpec(
+        "leaky_relu",
+        lambda a: fg.leaky_relu(a),
+        ((2, 3),),
+        OFF0,
+        lambda a: np.where(a > 0, a, 0.01 * a),
+    ),
+    OpSpec(
+        "leaky_relu",
+        lambda a: fg.leaky_relu(a, negative_slope=0.2),
+        ((2, 3),),
+        OFF0,
+        lambda a: np.where(a > 0, a, 0.2 * a),
+        label="slope",
+    ),
+    OpSpec("step", lambda a: fg.step(a), ((2, 3),), OFF0, lambda a: (a > 0).astype(a.dtype)),
+    OpSpec(
+        "clamp",
+        lambda a: fg.clamp(a, min=-0.5, max=0.5),
+        ((3, 4),),
+        OFFCLAMP,
+        lambda a: np.clip(a, -0.5, 0.5),
+        label="both",
+    ),
+    OpSpec(
+        "clamp", lambda a: a.clamp(min=-0.5), ((3, 4),), OFFCLAMP,
+        lambda a: np.maximum(a, -0.5), label="min",
+    ),
+    OpSpec(
+        "clamp", lambda a: fg.clamp(a, max=0.5), ((3, 4),), OFFCLAMP,
+        lambda a: np.minimum(a, 0.5), label="max",
+    ),
+    OpSpec("maximum", lambda a, b: fg.maximum(a, b), ((3, 1), (1, 4)), REAL, np.maximum,
+           label="bcast"),
+    OpSpec("maximum", lambda a, b: fg.maximum(a, b), ((2, 3), (2, 3)), REAL, np.maximum),
+    OpSpec("minimum", lambda a, b: fg.minimum(a, b), ((2, 3), (3,)), REAL, np.minimum,
+           label="bcast"),
+    OpSpec(
+        "where",
+        lambda a, b: fg.where(fg.tensor(COND), a, b),
+        ((2, 3), (3,)),
+        REAL,
+        lambda a, b: np.where(COND, a, b),
+        label="bcast",
+    ),
+    OpSpec(
+        "where",
+        lambda a: fg.where(a > 0, a, a * a),
+        ((2, 3),),
+        OFF0,
+        lambda a: np.where(a > 0, a, a * a),
+        label="selfmask",
+    ),
+    # ---------------------------------------------------------------- reductions
+    OpSpec("sum", lambda a: a.sum(), ((2, 3, 4),), REAL, np.sum, label="all"),
+    OpSpec("sum", lambda a: fg.sum(a, dim=1), ((2, 3, 4),), REAL, lambda a: a.sum(1), label="d1"),
+    OpSpec(
+        "sum", lambda a: a.sum(dim=-1, keepdim=True), ((2, 3, 4),), REAL,
+        lambda a: a.sum(-1, keepdims=True), label="neg-keep",
+    ),
+    OpSpec(
+        "sum", lambda a: fg.sum(a, dim=(0, -1)), ((2, 3, 4),), REAL,
+        lambda a: a.sum((0, 2)), label="tuple",
+    ),
+    OpSpec(
+        "sum", lambda a: a.sum(dim=None, keepdim=True), ((2, 3),), REAL,
+        lambda a: a.sum(keepdims=True), label="none-keep",
+    ),
+    OpSpec("sum", lambda a: a.sum(dim=0), ((40, 30),), REAL, lambda a: a.sum(0), label="large"),
+    OpSpec("mean", lambda a: a.mean(), ((2, 3, 4),), REAL, np.mean, label="all"),
+    OpSpec(
+        "mean", lambda a: fg.mean(a, dim=(1, 2), keepdim=True), ((2, 3, 4),), REAL,
+        lambda a: a.mean((1, 2), keepdims=True), label="tuple-keep",
+    ),
+    OpSpec("mean", lambda a: a.mean(dim=-2), ((2, 3, 4),), REAL, lambda a: a.mean(-2),
+           label="neg"),
+    OpSpec("amax", lambda a: a.amax(), ((3, 4),), REAL, np.max, label="all"),
+    OpSpec("amax", lambda a: fg.amax(a, dim=1), ((3, 4),), REAL, lambda a: a.max(1), label="d1"),
+    OpSpec(
+        "amax", lambda a: a.amax(dim=(0, -1), keepdim=True), ((2, 3, 4),), REAL,
+        lambda a: a.max((0, 2), keepdims=True), label="tuple-keep",
+    ),
+    OpSpec("amin", lambda a: fg.amin(a), ((3, 4),), REAL, np.min, label="all"),
+    OpSpec(
+        "amin", lambda a: a.amin(dim=-1, keepdim=True), ((3, 4),), REAL,
+        lambda a: a.min(-1, keepdims=True), label="neg-keep",
+    ),
+    OpSpec(
+        "logsumexp", lambda a: fg.logsumexp(a, dim=-1), ((3, 4),), REAL,
+        lambda a: _np_logsumexp(a, -1), label="neg",
+    ),
+    OpSpec(
+        "logsumexp", lambda a: a.logsumexp(dim=(0, 1), keepdim=True), ((2, 3, 4),), REAL,
+        lambda a: _np_logsumexp(a, (0, 1), keepdim=True), label="tuple-keep",
+    ),
+    OpSpec("softmax", lambda a: fg.softmax(a, dim=-1), ((3, 4),), REAL,
+           lambda a: _np_softmax(a, -1), label="neg"),
+    OpSpec("softmax", lambda a: a.softmax(dim=0), ((3, 4),), REAL,
+           lambda a: _np_softmax(a, 0), label="d0"),
+    OpSpec("softmax", lambda a: fg.softmax(a, dim=1), ((16, 25),), REAL,
+           lambda a: _np_softmax(a, 1), label="large"),
+    OpSpec("log_softmax", lambda a: fg.log_softmax(a, dim=1), ((3, 4),), REAL,
+           lambda a: _np_log_softmax(a, 1)),
+    OpSpec("log_softmax", lambda a: a.log_softmax(dim=-1), ((2, 2, 3),), REAL,
+           lambda a: _np_log_softmax(a, -1), label="3d"),
+    # ---------------------------------------------------------------- shape
+    OpSpec("reshape", lambda a: a.reshape(2, -1), ((2, 3, 2),), REAL,
+           lambda a: a.reshape(2, -1), label="neg1"),
+    OpSpec("reshape", lambda a: fg.reshape(a, (3, 4)), ((2, 6),), REAL,
+           lambda a: a.reshape(3, 4), label="tuple"),
+    OpSpec("transpose", lambda a: fg.transpose(a, 0, -1), ((2, 3, 4),), REAL,
+           lambda a: np.swapaxes(a, 0, -1)),
+    OpSpec("transpose", lambda a: a.T, ((2, 3),), REAL, lambda a: a.T, label="T"),
+    OpSpec("transpose", lambda a: a.mT, ((2, 3, 4),), REAL, lambda a: np.swapaxes(a, -1, -2),
+           label="mT"),
+    OpSpec("permute", lambda a: fg.permute(a, 2, 0, 1), ((2, 3, 4),), REAL,
+           lambda a: a.transpose(2, 0, 1)),
+    OpSpec("getitem", lambda a: a[1:3, ::2], ((4, 5),), REAL, lambda a: a[1:3, ::2],
+           label="slice"),
+    OpSpec("getitem", lambda a: a[..., -1], ((2, 3, 4),), REAL, lambda a: a[..., -1],
+           label="ellipsis"),
+    OpSpec("getitem", lambda a: a[None, 1], ((3, 4),), REAL, lambda a: a[None, 1],
+           label="newaxis"),
+    OpSpec("getitem", lambda a: a[IDX_REPEAT], ((3, 4),), REAL, lambda a: a[IDX_REPEAT],
+           label="int-repeat"),
+    OpSpec("getitem", lambda a: a[[0, 2, 0]], ((3, 4),), REAL, lambda a: a[[0, 2, 0]],
+           label="list-repeat"),
+    OpSpec("getitem", lambda a: a[fg.tensor(IDX_REPEAT)], ((3, 2),), REAL,
+           lambda a: a[IDX_REPEAT], label="tensor-repeat"),
+    OpSpec("getitem", lambda a: a[IDX_PAIR], ((3, 4),), REAL, lambda a: a[IDX_PAIR],
+           label="pair-repeat"),
+    OpSpec("getitem", lambda a: a[:, IDX_REPEAT], ((2, 3),), REAL, lambda a: a[:, IDX_REPEAT],
+           label="slice-int"),
+    OpSpec("getitem", lambda a: a[a > 0], ((3, 4),), OFF0, lambda a: a[a > 0],
+           label="tensor-mask"),
+    OpSpec("getitem", lambda a: a[NP_MASK], ((3, 4),), REAL, lambda a: a[NP_MASK],
+           label="np-mask"),
+    OpSpec("getitem", lambda a: a[TARGET_BIG], ((12, 30),), REAL, lambda a: a[TARGET_BIG],
+           label="large"),
+    OpSpec("cat", lambda a, b: fg.cat([a, b], dim=-1), ((2, 3), (2, 2)), REAL,
+           lambda a, b: np.concatenate([a, b], axis=-1), label="neg"),
+    OpSpec("cat", lambda a, b, c: fg.cat([a, b, c]), ((1, 3), (2, 3), (1, 3)), REAL,
+           lambda a, b, c: np.concatenate([a, b, c]), label="d0"),
+    OpSpec("stack", lambda a, b, c: fg.stack([a, b, c], dim=-1), ((2, 3),) * 3, REAL,
+           lambda a, b, c: np.stack([a, b, c], axis=-1), label="neg"),
+    OpSpec("stack", lambda a, b: fg.stack((a, b)), ((3,), (3,)), REAL,
+           lambda a, b: np.stack([a, b]), label="d0"),
+    OpSpec("squeeze", lambda a: a.squeeze(), ((1, 3, 1),), REAL, np.squeeze, label="all"),
+    OpSpec("squeeze", lambda a: fg.squeeze(a, 1), ((2, 1, 3),), REAL,
+           lambda a: a.squeeze(1), label="d1"),
+    OpSpec("unsqueeze", lambda a: a.unsqueeze(-1), ((2, 3),), REAL,
+           lambda a: a[..., None], label="neg"),
+    OpSpec("unsqueeze", lambda a: fg.unsqueeze(a, 0), ((3,),), REAL, lambda a: a[None]),
+    OpSpec("flatten", lambda a: a.flatten(), ((2, 3, 2),), REAL, lambda a: a.reshape(-1)),
+    OpSpec("flatten", lambda a: fg.flatten(a, 1), ((2, 3, 2),), REAL,
+           lambda a: a.reshape(2, -1), label="start1"),
+    OpSpec("flatten", lambda a: fg.flatten(a, start_dim=0, end_dim=1), ((2, 3, 2),), REAL,
+           lambda a: a.reshape(6, 2), label="0to1"),
+    OpSpec("sum_to", lambda a: fg.sum_to(a, (3, 1)), ((2, 3, 4),), REAL,
+           lambda a: _np_sum_to(a, (3, 1))),
+    OpSpec("broadcast_to", lambda a: fg.broadcast_to(a, (2, 3, 4)), ((3, 1),), REAL,
+           lambda a: np.broadcast_to(a, (2, 3, 4))),
+    OpSpec(
+        "index_add",
+        lambda a, s: fg.index_add(a, s, index=IDX_REPEAT),
+        ((3, 2), (5, 2)),
+        REAL,
+        lambda a, s: _np_index_add(a, IDX_REPEAT, s),
+    ),
+    OpSpec("cast", lambda a: a.astype(fg.float64), ((2, 3),), REAL, lambda a: a.astype(np.float64)),
+    # ---------------------------------------------------------------- fused NN ops
+    OpSpec("linear", lambda x, w, b: fg.linear(x, w, b), ((4, 3), (2, 3), (2,)), REAL,
+           lambda x, w, b: x @ w.T + b),
+    OpSpec("linear", lambda x, w: fg.linear(x, w), ((4, 3), (2, 3)), REAL,
+           lambda x, w: x @ w.T, label="nobias"),
+    OpSpec("linear", lambda x, w, b: fg.linear(x, w, b), ((2, 4, 3), (2, 3), (2,)), REAL,
+           lambda x, w, b: x @ w.T + b, label="batch"),
+    OpSpec(
+        "cross_entropy", lambda z: fg.cross_entropy(z, fg.tensor(TARGET)), ((4, 3),), REAL,
+        lambda z: _np_cross_entropy(z, TARGET, "mean"), label="mean",
+    ),
+    OpSpec(
+        "cross_entropy", lambda z: fg.cross_entropy(z, fg.tensor(TARGET), reduction="sum"),
+        ((4, 3),), REAL, lambda z: _np_cross_entropy(z, TARGET, "sum"), label="sum",
+    ),
+    OpSpec(
+        "cross_entropy", lambda z: fg.cross_entropy(z, fg.tensor(TARGET), reduction="none"),
+        ((4, 3),), REAL, lambda z: _np_cross_entropy(z, TARGET, "none"), label="none",
+    ),
+    OpSpec(
+        "cross_entropy", lambda z: fg.cross_entropy(z, fg.tensor(TARGET_BIG)), ((64, 10),), REAL,
+        lambda z: _np_cross_entropy(z, TARGET_BIG, "mean"), label="large",
+    ),
+    OpSpec(
+        "binary_cross_entropy_with_logits",
+        lambda z: fg.binary_cross_entropy_with_logits(z, fg.tensor(BCE_TARGET)),
+        ((2, 3),), REAL, lambda z: _np_bce_logits(z, BCE_TARGET, "mean"), label="mean",
+    ),
+    OpSpec(
+        "binary_cross_entropy_with_logits",
+        lambda z: fg.binary_cross_entropy_with_logits(z, fg.tensor(BCE_TARGET), reduction="sum"),
+        ((2, 3),), REAL, lambda z: _np_bce_logits(z, BCE_TARGET, "sum"), label="sum",
+    ),
+    OpSpec(
+        "binary_cross_entropy_with_logits",
+        lambda z: fg.binary_cross_entropy_with_logits(z, fg.tensor(BCE_TARGET), reduction="none"),
+        ((2, 3),), REAL, lambda z: _np_bce_logits(z, BCE_TARGET, "none"), label="none",
+    ),
+]
+
+NON_DIFFERENTIABLE = ("lt", "le", "gt", "ge", "eq", "ne", "sign")
