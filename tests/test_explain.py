@@ -219,3 +219,15 @@ def test_cli_graph_svg_with_json(tmp_path, capsys):
     json.loads(captured.out)  # stdout stays pure JSON
     assert "graph written" in captured.err
     assert "<svg" in out.read_text()
+
+
+def test_package_exports():
+    import importlib
+
+    module = importlib.import_module("flowgrad.viz.explain")
+    # The function, not the submodule of the same name, is what fg.viz.explain means.
+    assert fg.viz.explain is module.explain
+    assert fg.viz.draw_graph is importlib.import_module("flowgrad.viz.graph").draw_graph
+    assert fg.viz.compile_formula("x").variables == ("x",)
+    with pytest.raises(AttributeError):
+        fg.viz.no_such_name  # noqa: B018

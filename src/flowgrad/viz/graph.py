@@ -224,6 +224,8 @@ def graph_source(
     """
     from flowgrad.tensor import Tensor
 
+    if rankdir not in ("LR", "RL", "TB", "BT"):
+        raise ValueError(f"rankdir must be one of LR, RL, TB, BT, got {rankdir!r}")
     nodes = _walk(output)
     names = _name_map(params)
     notes = {id(k): v for k, v in (node_notes or {}).items()}
