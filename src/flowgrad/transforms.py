@@ -8,11 +8,27 @@ what lets an outer transform differentiate an inner one.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 
 from flowgrad import _backend, engine, graph
 from flowgrad.creation import _to_array
 from flowgrad.tensor import Tensor
+
+
+_depth = 0  # how many transforms are running their function right now
+
+
+@contextlib.contextmanager
+def _running():
+    """Mark the span in which a transform runs its function (and may nest others)."""
+    global _depth
+    _depth += 1
+    try:
+        with graph.enable_grad():
+            yield
+    finally:
+        _depth -= 1
 
 
 def _as_input(x) -> tuple[Tensor, bool]:
@@ -33,7 +49,9 @@ def _as_input(x) -> tuple[Tensor, bool]:
 def _prepare(args: tuple, argnums) -> tuple[list, tuple[int, ...], bool]:
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     args = list(args)
-    nested = False
+    # Inside another transform, the outer one may differentiate through anything this one
+    # computes (other arguments, closed-over tensors), so the backward pass is recorded.
+    nested = _depth > 0 and graph._grad_enabled
     for i in nums:
         args[i], inner = _as_input(args[i])
         nested = nested or inner
@@ -70,7 +88,8 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     def wrapped(*args, **kwargs):
         with graph.enable_grad():
             args, nums, nested = _prepare(args, argnums)
-            out = _check_scalar(f(*args, **kwargs), "grad")
+            with _running():
+                out = _check_scalar(f(*args, **kwargs), "grad")
             xs = [args[i] for i in nums]
             if not out.requires_grad:
                 grads = [None] * len(xs)
@@ -107,7 +126,8 @@ def vjp(f: Callable, *primals) -> tuple[Tensor, Callable]:
     """
     with graph.enable_grad():
         xs, _, nested = _prepare(primals, tuple(range(len(primals))))
-        out = f(*xs)
+        with _running():
+            out = f(*xs)
 
     def vjp_fn(cotangent) -> tuple:
         with graph.enable_grad():
@@ -146,7 +166,8 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple[Tensor, Ten
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
     with graph.enable_grad():
         xs, _, nested = _prepare(primals, tuple(range(len(primals))))
-        out = f(*xs)
+        with _running():
+            out = f(*xs)
         vs = [t if isinstance(t, Tensor) else Tensor._make(_to_array(t, x.dtype), False, None)
               for t, x in zip(tangents, xs)]
         for v, x in zip(vs, xs):
@@ -176,7 +197,8 @@ def jacobian(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     def wrapped(*args, **kwargs):
         with graph.enable_grad():
             args, nums, nested = _prepare(args, argnums)
-            out = f(*args, **kwargs)
+            with _running():
+                out = f(*args, **kwargs)
             xs = [args[i] for i in nums]
             n_out = out.data.size
             rows = [[] for _ in xs]

@@ -168,8 +168,11 @@ def apply(op: OpDef, inputs: tuple, params: dict) -> Tensor:
     except ShapeError:
         raise
     except ValueError as exc:
-        kind = ShapeError if "shape" in str(exc) or "broadcast" in str(exc) else ValueError
-        raise kind(f"{op.name}: {exc}") from None
+        message = str(exc)
+        kind = ShapeError if "shape" in message or "broadcast" in message else ValueError
+        if not message.startswith(f"{op.name}:"):
+            message = f"{op.name}: {message}"
+        raise kind(message) from None
     saved = None
     if op.saves:
         out, saved = out
