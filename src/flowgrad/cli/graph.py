@@ -91,9 +91,9 @@ def run(args: argparse.Namespace) -> int:
     names["images"] = x
     names["labels"] = y
     title = (
-        f"Sequential(Linear(64, {args.hidden}), ReLU, Linear({args.hidden}, 10)) on "
-        f"{args.batch} digits, after 1 SGD step (lr={args.lr:g}): loss "
-        f"{loss_before.item():.4f} → {loss.item():.4f}"
+        f"reference network 64 → {args.hidden} → 10 on {args.batch} digits\n"
+        f"after 1 SGD step (lr={args.lr:g}): loss {loss_before.item():.4f} → "
+        f"{loss.item():.4f}"
     )
     drawing = draw_graph(loss, params=names, title=title)
     try:

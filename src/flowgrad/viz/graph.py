@@ -200,7 +200,7 @@ def graph_source(
     *,
     title: str | None = None,
     node_notes: Mapping[Any, str] | None = None,
-    rankdir: str = "LR",
+    rankdir: str | None = None,
 ) -> str:
     """The Graphviz DOT text of the dataflow graph that produced ``output`` (a pure function).
 
@@ -211,10 +211,13 @@ def graph_source(
         show_values: label each edge with the value flowing along it.
         show_grads: label each edge with the gradient flowing back (after
             ``backward(retain_graph=True)``) and, on scalar edges, the local derivative.
-        title: a caption drawn above the graph.
         node_notes: extra text per operation node (a dict Node -> str), e.g. ids or
             sub-expressions.
-        rankdir: Graphviz layout direction, ``"LR"`` (inputs left) or ``"TB"``.
+        title: a caption drawn above the graph (``\n`` starts a new line).
+        rankdir: Graphviz layout direction: ``"LR"`` (inputs left), ``"TB"`` (inputs on
+            top), ``"RL"`` or ``"BT"``. Default: ``"LR"`` for scalar graphs, whose short
+            labels read well in a row, and ``"TB"`` when tensors flow, whose longer labels
+            would make a row too wide.
 
     Returns:
         The DOT source text.
@@ -224,9 +227,11 @@ def graph_source(
     """
     from flowgrad.tensor import Tensor
 
-    if rankdir not in ("LR", "RL", "TB", "BT"):
+    if rankdir not in (None, "LR", "RL", "TB", "BT"):
         raise ValueError(f"rankdir must be one of LR, RL, TB, BT, got {rankdir!r}")
     nodes = _walk(output)
+    if rankdir is None:
+        rankdir = "TB" if any(np.size(n.value) != 1 for n in nodes) else "LR"
     names = _name_map(params)
     notes = {id(k): v for k, v in (node_notes or {}).items()}
     node_key = {id(n): f"op{i}" for i, n in enumerate(nodes)}
@@ -235,6 +240,7 @@ def graph_source(
     leaves: dict[int, _Leaf] = {}
     consts: list[tuple[str, str]] = []
     edges: list[tuple[str, str, str | None]] = []
+    shown: set[str] = set()  # which kinds of edge labels appear, for the legend
 
     def leaf_for(t: Any) -> str:
         leaf = leaves.get(id(t))
@@ -279,9 +285,11 @@ def graph_source(
                     lines.append((_summary(value), _VALUE_COLOR, False))
                 if input_grads is not None and input_grads[i] is not None:
                     lines.append((f"∇ {_summary(input_grads[i].data)}", _GRAD_COLOR, False))
+                    shown.add("grad")
                 if local is not None and i < len(local) and local[i] is not None:
                     if np.size(value) == 1:
                         lines.append((f"∂={_num(local[i])}", _LOCAL_COLOR, False))
+                        shown.add("local")
                 edges.append((src, dst, _html_lines(lines) if lines else None))
             elif inp is None:
                 continue
@@ -299,12 +307,13 @@ def graph_source(
     ]
     caption: list[str] = []
     if title:
-        caption.append(f"<B>{_esc(title)}</B>")
+        caption.extend(f"<B>{_esc(line)}</B>" for line in title.splitlines())
     legend = []
     if show_values:
         legend.append(f'<FONT COLOR="{_VALUE_COLOR}">value flowing forward</FONT>')
-    if show_grads:
+    if "grad" in shown:
         legend.append(f'<FONT COLOR="{_GRAD_COLOR}">∇ gradient flowing back</FONT>')
+    if "local" in shown:
         legend.append(f'<FONT COLOR="{_LOCAL_COLOR}">∂ local derivative</FONT>')
     if legend:
         caption.append("edges: " + "   ".join(legend))
