@@ -86,7 +86,10 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     names = set(globals()) | set(_LAZY) | set(_SUBMODULES)
     for sub in _OTHERS:
-        module = _import_optional(sub)
+        try:
+            module = _import_optional(sub)
+        except ImportError:  # e.g. a missing optional dependency: dir() should still work
+            continue
         if module is not None:
             names.update(getattr(module, "__all__", ()))
     return sorted(names)
