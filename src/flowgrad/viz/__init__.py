@@ -84,7 +84,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    names = set(globals()) | set(_LAZY) | set(_SUBMODULES)
+    names = set(__all__) | set(_LAZY) | set(_SUBMODULES)
     for sub in _OTHERS:
         try:
             module = _import_optional(sub)
