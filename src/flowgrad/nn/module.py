@@ -391,12 +391,13 @@ class Module:
         extra = self.extra_repr()
         if extra:
             lines.extend(extra.split("\n"))
-        for name, module in self._modules.items():
+        modules = self.__dict__.get("_modules", {})
+        for name, module in modules.items():
             child = repr(module).replace("\n", "\n  ")
             lines.append(f"({name}): {child}")
         head = type(self).__name__ + "("
         if not lines:
             return head + ")"
-        if len(lines) == 1 and not self._modules:
+        if len(lines) == 1 and not modules:
             return head + lines[0] + ")"
         return head + "\n  " + "\n  ".join(lines) + "\n)"

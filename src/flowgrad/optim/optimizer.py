@@ -52,6 +52,9 @@ class Optimizer:
         if isinstance(params, Tensor):
             raise TypeError("params must be an iterable of Tensors (or of dicts), got one "
                             "Tensor; wrap it in a list")
+        if isinstance(params, (set, frozenset)):
+            raise TypeError("parameters must be an ordered collection (their order numbers the "
+                            "optimizer state), not a set; use a list")
         groups = list(params)
         if not groups:
             raise ValueError("optimizer got an empty parameter list")

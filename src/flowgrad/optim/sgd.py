@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from flowgrad._backend import xp
 from flowgrad.optim.optimizer import Optimizer, _check_nonneg, required
 
 
@@ -73,8 +74,9 @@ class SGD(Optimizer):
         if momentum != 0:
             buf = state.get("momentum_buffer")
             if buf is None:
-                # A copy: g may be the (read-only, shared) gradient array itself.
-                buf = state["momentum_buffer"] = g.copy()
+                # A copy: g may be the (read-only, shared) gradient array itself. xp.array,
+                # not g.copy(): for a 0-d parameter g may be a NumPy scalar here.
+                buf = state["momentum_buffer"] = xp.array(g, dtype=p.dtype, copy=True)
             else:
                 buf *= momentum
                 buf += (1 - dampening) * g
