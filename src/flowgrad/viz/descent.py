@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -563,12 +563,15 @@ def _new_figure(figsize: tuple[float, float]) -> Any:
 
 
 def _atomic_target(path: Path) -> tuple[Path, Callable[[], None]]:
+    """A temporary name beside ``path`` and a function that moves it into place.
+
+    The temporary file is created by the writer itself (matplotlib, Pillow), so it gets
+    the usual permissions; ``os.replace`` then swaps it in atomically.
+    """
     parent = path.parent
     if not parent.is_dir():
         raise FileNotFoundError(f"cannot write {path}: directory {parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = parent / f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}"
 
     def commit() -> None:
         os.replace(tmp_path, path)
@@ -815,12 +818,14 @@ _VERDICT_COLORS = {"creeps": "#1f77b4", "good": "#2ca02c", "oscillates": "#ff7f0
                    "diverges": "#d62728"}
 
 
-def _verdict(t: Trajectory, ratio: float) -> tuple[str, str]:
-    """A one-line verdict and its colour, from the run and lr / bound."""
+def _verdict(t: Trajectory, ratio: float | None) -> tuple[str, str]:
+    """A one-line verdict and its colour, from the run and lr / bound (None: no bound)."""
     if t.status == "diverged":
         return f"too large: diverged at step {t.diverged_at}", _VERDICT_COLORS["diverges"]
     conv = (f"|f'| < {t.tol:g} at step {t.steps_to_tol}" if t.steps_to_tol is not None
             else f"not converged in {t.n_steps} steps")
+    if ratio is None:
+        return conv, _VERDICT_COLORS["good" if t.steps_to_tol is not None else "creeps"]
     if ratio > 1.0:
         return f"above the bound: {conv}", _VERDICT_COLORS["diverges"]
     if ratio > 0.5:
@@ -874,7 +879,7 @@ def plot_learning_rates(
     fn, text = _function_1d(f)
     start = float(_start_array(start)[0])
     try:
-        mini: Minimum1D | None = minimum_1d(fn, start, xlim)
+        mini: Minimum1D | None = minimum_1d(f, start, xlim)
     except ValueError:
         if lrs is None:
             raise
@@ -905,13 +910,14 @@ def plot_learning_rates(
         half = 1.2 * max(max(reach), 1e-3)
         xlim = (x_star - half, x_star + half)
     windows, curves = [], []
+    half_base = 0.5 * (xlim[1] - xlim[0])
     for t in trajs:
         lim = xlim
         if t.status == "diverged" and len(t.points) > 1:
             # Widen this panel just enough to show the first swings outwards.
-            half_now = 0.5 * (xlim[1] - xlim[0])
-            swing = float(np.max(np.abs(t.points[:4, 0] - x_star)))
-            half = max(half_now, 1.15 * min(swing, 4.0 * half_now))
+            swing = np.abs(t.points[:4, 0] - x_star)
+            swing = swing[swing <= 3.0 * half_base]
+            half = max(half_base, 1.15 * float(swing.max()) if swing.size else 0.0)
             lim = (x_star - half, x_star + half)
         grid = np.linspace(lim[0], lim[1], 400)
         windows.append(lim)
@@ -924,15 +930,19 @@ def plot_learning_rates(
     bottom = [fig.add_subplot(gs[1, i]) for i in range(n)]
     for ax in bottom[1:]:
         ax.sharey(bottom[0])
-    floor = 1e-300
+    # Below ~1e-15 relative, f(x_k) − f(x*) is rounding noise: draw it as a floor.
+    floor = 1e-15 * max(1.0, abs(f_star))
     paths, heads, gaps_lines = [], [], []
     gap_max = 1.0
     for i, (t, ax, bx) in enumerate(zip(trajs, top, bottom)):
-        ratio = t.lr / bound if math.isfinite(bound) else 0.0
+        ratio = t.lr / bound if math.isfinite(bound) else None
         verdict, color = _verdict(t, ratio)
         grid, curve = curves[i]
+        # The vertical range follows the path, not the whole curve, so the steps stay visible.
+        inside = (t.points[:, 0] >= windows[i][0]) & (t.points[:, 0] <= windows[i][1])
         finite = curve[np.isfinite(curve)]
-        c_lo, c_hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        c_lo = min(float(finite.min()) if finite.size else f_star, f_star)
+        c_hi = max(float(t.losses[inside].max()) if inside.any() else c_lo, float(t.losses[0]))
         pad = 0.08 * (c_hi - c_lo or 1.0)
         ax.plot(grid, curve, color="0.35", lw=1.4, zorder=1)
         if mini is not None:
@@ -952,12 +962,9 @@ def plot_learning_rates(
         head_txt = f"lr = {t.lr:.3g}"
         if math.isfinite(bound):
             head_txt += f"  ({ratio:.2g} × bound)"
-        ax.set_title(f"{head_txt}\n{verdict}", fontsize=10, color=color)
         if mini is not None and math.isfinite(bound):
-            factor = 1.0 - t.lr * mini.curvature
-            ax.text(0.5, 0.97, f"step factor 1 − lr·f''(x*) = {factor:.2f}",
-                    transform=ax.transAxes, ha="center", va="top", fontsize=8.5,
-                    bbox=dict(boxstyle="round", fc="white", ec="0.7", alpha=0.9))
+            head_txt += f"\nstep factor 1 − lr·f''(x*) = {1.0 - t.lr * mini.curvature:.2f}"
+        ax.set_title(f"{head_txt}\n{verdict}", fontsize=10, color=color)
         gaps = np.maximum(t.losses - f_star, floor)
         gap_max = max(gap_max, float(gaps.max()))
         (gl,) = bx.semilogy(np.arange(len(gaps)), gaps, "-o", color=color, ms=2.5, lw=1.2)
@@ -969,9 +976,9 @@ def plot_learning_rates(
         bx.set_xlim(-0.5, steps + 0.5)
         bx.set_xlabel("step k")
         if i == 0:
-            bx.set_ylabel("f(x_k) − f(x*)")
+            bx.set_ylabel("f(x_k) − f(x*)" if mini is not None else "f(x_k) − lowest f reached")
         bx.grid(True, which="major", alpha=0.3)
-    bottom[0].set_ylim(1e-16, gap_max * 10)
+    bottom[0].set_ylim(floor / 3, gap_max * 10)
     if mini is not None and math.isfinite(bound):
         head = (f"Gradient descent ({optimizer}) on f(x) = {text} from x₀ = {start:g}:  "
                 f"f''(x*) = {mini.curvature:.4g} at x* = {_fmt(mini.x)}, so the stability "
@@ -1044,8 +1051,8 @@ def _check_optimizers(optimizers: Sequence[str]) -> list[str]:
     return names
 
 
-def _contour(ax: Any, surface: Surface, n: int = 260) -> float:
-    """Filled, log-spaced contours of ``f − min``; returns the minimum value used."""
+def _contour(ax: Any, surface: Surface, n: int = 260, filled: bool = True) -> float:
+    """Log-spaced contours of ``f − min`` (filled or lines); returns the minimum value used."""
     from matplotlib.colors import LogNorm
 
     X, Y, Z = surface.grid(n)
@@ -1061,9 +1068,10 @@ def _contour(ax: Any, surface: Surface, n: int = 260) -> float:
         hi = lo * 10
     levels = np.geomspace(lo, hi, 16)
     Gc = np.clip(G, lo, hi)
-    ax.contourf(X, Y, Gc, levels=levels, norm=LogNorm(lo, hi), cmap="Blues_r", alpha=0.55,
-                extend="neither")
-    ax.contour(X, Y, Gc, levels=levels, colors="0.45", linewidths=0.5, alpha=0.7)
+    if filled:
+        ax.contourf(X, Y, Gc, levels=levels, norm=LogNorm(lo, hi), cmap="Blues_r", alpha=0.55,
+                    extend="neither")
+    ax.contour(X, Y, Gc, levels=levels, colors="0.45", linewidths=0.5, alpha=0.7, zorder=2)
     ax.set_xlim(*surface.xlim)
     ax.set_ylim(*surface.ylim)
     ax.set_xlabel("x")
@@ -1076,7 +1084,7 @@ def _mark_minima(ax: Any, surface: Surface, colors: Sequence[str] | None = None)
     if len(surface.minima):
         label = "minimum" if surface.minima_known else "grid minimum"
         if len(surface.minima) > 1:
-            label += "s"
+            label = "minima" if surface.minima_known else "grid minima"
         h = ax.scatter(surface.minima[:, 0], surface.minima[:, 1], marker="*", s=240,
                        c=list(colors) if colors is not None else "gold", edgecolors="k",
                        linewidths=0.9, zorder=6, label=label)
@@ -1234,7 +1242,7 @@ def _grid_starts(surf: Surface, n: int, how: str, seed: int) -> np.ndarray:
 
 def plot_basins(
     surface: str | Surface = "himmelblau",
-    n_starts: int = 64,
+    n_starts: int = 81,
     optimizer: str = "sgd",
     lr: float | None = None,
     steps: int | None = None,
@@ -1301,7 +1309,7 @@ def plot_basins(
 
     fig = _new_figure((8.6, 7.6))
     ax = fig.add_subplot(1, 1, 1)
-    _contour(ax, surf)
+    _contour(ax, surf, filled=not shade)
     colors = [_PATH_COLORS[i % len(_PATH_COLORS)] for i in range(len(centres))]
     cat_color = {-1: "0.35", -2: "k"}
     if shade and len(centres):
