@@ -189,6 +189,8 @@ def _row_objective(f: Any, dim: int) -> Callable[[Any], Any]:
     from flowgrad.viz.formula import Formula, compile_formula
 
     if isinstance(f, str):
+        if dim == 1 and f.strip().lower().replace("_", "-") in SURFACES:
+            raise ValueError(f"surface {f!r} needs a 2-D start (x, y), got a number")
         if dim == 1:
             f = compile_formula(f, variables=("x",))
         elif dim == 2:
