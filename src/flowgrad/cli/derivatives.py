@@ -35,6 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "use --domain=-2,2 for a negative start)")
     parser.add_argument("--points", type=int, default=801, metavar="N",
                         help="grid points per panel (default: 801)")
+    parser.add_argument("--dpi", type=int, default=110, help="resolution of a PNG (default 110)")
     parser.add_argument("--out", metavar="FILE", default="derivatives.png",
                         help="picture to write, .png or .svg (default: derivatives.png)")
 
@@ -68,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"--domain: expected two numbers A,B, got {args.domain!r}") from None
         if len(domain) != 2 or not all(math.isfinite(v) for v in domain) or domain[0] >= domain[1]:
             raise CLIError(f"--domain: expected two finite numbers A < B, got {args.domain!r}")
+    if not 20 <= args.dpi <= 600:
+        raise CLIError(f"--dpi must be between 20 and 600, got {args.dpi}")
     if not 21 <= args.points <= 100_000:
         raise CLIError(f"--points must be between 21 and 100000, got {args.points}")
     try:
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     print(gallery.summary())
     try:
-        gallery.save(args.out)
+        gallery.save(args.out, dpi=args.dpi)
     except (OSError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     print(f"wrote {args.out}")

@@ -72,6 +72,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="picture to write, .png or .svg (default: descent-MODE.png)")
     parser.add_argument("--gif", metavar="FILE", help="also write an animated GIF")
     parser.add_argument("--fps", type=int, default=10, help="GIF frames per second (default 10)")
+    parser.add_argument("--frames", type=int, default=60, metavar="N",
+                        help="GIF: at most N distinct steps shown (default 60)")
+    parser.add_argument("--dpi", type=int, default=110,
+                        help="resolution of the PNG (default 110; the GIF uses half)")
 
 
 def _number(text: str, what: str) -> float:
@@ -169,6 +173,10 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--tol must be positive, got {args.tol:g}")
     if args.fps < 1:
         raise CLIError(f"--fps must be at least 1, got {args.fps}")
+    if not 2 <= args.frames <= 1000:
+        raise CLIError(f"--frames must be between 2 and 1000, got {args.frames}")
+    if not 20 <= args.dpi <= 600:
+        raise CLIError(f"--dpi must be between 20 and 600, got {args.dpi}")
     xlim, ylim = _window(args.window, mode)
     try:
         plot = _draw(args, mode, xlim, ylim)
@@ -179,10 +187,11 @@ def run(args: argparse.Namespace) -> int:
 
     print(plot.summary())
     try:
-        plot.save(out)
+        plot.save(out, dpi=args.dpi)
         print(f"wrote {out}")
         if args.gif is not None:
-            plot.save_gif(args.gif, fps=args.fps)
+            plot.save_gif(args.gif, fps=args.fps, max_frames=args.frames,
+                          dpi=max(20, args.dpi // 2))
             print(f"wrote {args.gif}")
     except (OSError, ValueError) as exc:
         raise CLIError(str(exc)) from None

@@ -665,25 +665,71 @@ class DescentPlot:
             raise ValueError("this picture has no animation")
         _matplotlib()
         try:
-            from matplotlib.animation import FuncAnimation, PillowWriter
+            from matplotlib.animation import FuncAnimation
         except ImportError as exc:  # pragma: no cover
             raise ImportError("GIF output needs pillow: pip install pillow") from exc
         frames = _frame_steps(self.max_step, max_frames)
-        anim = FuncAnimation(self.figure, lambda k: self.update(int(k)), frames=frames,
-                             blit=False, repeat=False, cache_frame_data=False)
+        update = self.update
+        counter = self.figure.text(0.006, 0.994, "", ha="left", va="top", fontsize=12,
+                                   weight="bold", color="0.2")
+
+        def draw(k: int) -> None:
+            update(int(k))
+            counter.set_text(f"step {int(k)}")
+
+        anim = FuncAnimation(self.figure, draw, frames=frames, blit=False, repeat=False,
+                             cache_frame_data=False)
         tmp, commit = _atomic_target(path)
         try:
-            anim.save(str(tmp), writer=PillowWriter(fps=fps), dpi=dpi)
+            anim.save(str(tmp), writer=_shared_palette_writer()(fps=fps), dpi=dpi)
             commit()
         finally:
             tmp.unlink(missing_ok=True)
-            self.update(self.max_step)
+            counter.remove()
+            update(self.max_step)
         return path
 
     def summary(self) -> str:
         """The printed summary: notes, then the table of runs."""
         table = self.table if self.table is not None else summary_table(self.trajectories)
         return "\n".join([*self.notes, table])
+
+
+def _shared_palette_writer() -> type:
+    """matplotlib's PillowWriter, quantizing every frame to one palette without dithering.
+
+    PillowWriter gives each frame its own dithered palette, so the static background
+    differs from frame to frame and the GIF grows several-fold. With one palette (taken
+    from the last frame, which holds every path's colour) unchanged pixels stay identical
+    and Pillow stores only what moved.
+    """
+    from io import BytesIO
+
+    from matplotlib.animation import PillowWriter
+    from PIL import Image
+
+    class SharedPaletteWriter(PillowWriter):
+        def setup(self, fig, outfile, dpi=None):
+            super().setup(fig, outfile, dpi=dpi)
+            self._rgb_frames: list[Any] = []
+
+        def grab_frame(self, **savefig_kwargs):
+            buf = BytesIO()
+            self.fig.savefig(buf, **{**savefig_kwargs, "format": "rgba", "dpi": self.dpi})
+            size = self.frame_size
+            self._rgb_frames.append(
+                Image.frombuffer("RGBA", size, buf.getbuffer(), "raw", "RGBA", 0, 1).convert("RGB")
+            )
+
+        def finish(self):
+            frames = self._rgb_frames
+            palette = frames[-1].quantize(colors=255, method=Image.Quantize.MEDIANCUT,
+                                          dither=Image.Dither.NONE)
+            quantized = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+            quantized[0].save(self.outfile, save_all=True, append_images=quantized[1:],
+                              duration=int(1000 / self.fps), loop=0)
+
+    return SharedPaletteWriter
 
 
 def _clip_path(points: np.ndarray, k: int) -> np.ndarray:
