@@ -69,7 +69,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="basins: random starts instead of a grid")
     parser.add_argument("--seed", type=int, default=0, help="basins: seed for random starts")
     parser.add_argument("--out", metavar="FILE",
-                        help="picture to write, .png or .svg (default: descent-MODE.png)")
+                        help="picture to write, .png or .svg (default: descent-MODE.png, "
+                        "or none when only --gif is given)")
     parser.add_argument("--gif", metavar="FILE", help="also write an animated GIF")
     parser.add_argument("--fps", type=int, default=10, help="GIF frames per second (default 10)")
     parser.add_argument("--frames", type=int, default=60, metavar="N",
@@ -159,8 +160,9 @@ def run(args: argparse.Namespace) -> int:
     from flowgrad.viz.formula import FormulaError
 
     mode = args.mode
-    out = args.out or f"descent-{mode}.png"
-    if not out.lower().endswith((".png", ".svg", ".pdf")):
+    # With only --gif asked for, write only the GIF.
+    out = args.out or (None if args.gif else f"descent-{mode}.png")
+    if out is not None and not out.lower().endswith((".png", ".svg", ".pdf")):
         raise CLIError(f"--out must end in .png or .svg, got {out!r}")
     if args.gif is not None and not args.gif.lower().endswith(".gif"):
         raise CLIError(f"--gif must end in .gif, got {args.gif!r}")
@@ -187,8 +189,9 @@ def run(args: argparse.Namespace) -> int:
 
     print(plot.summary())
     try:
-        plot.save(out, dpi=args.dpi)
-        print(f"wrote {out}")
+        if out is not None:
+            plot.save(out, dpi=args.dpi)
+            print(f"wrote {out}")
         if args.gif is not None:
             plot.save_gif(args.gif, fps=args.fps, max_frames=args.frames,
                           dpi=max(20, args.dpi // 2))

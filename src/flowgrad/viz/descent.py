@@ -47,6 +47,7 @@ __all__ = [
     "Surface",
     "get_surface",
     "DescentPlot",
+    "Minimum1D",
     "Trajectory",
     "make_optimizer",
     "minimum_1d",
@@ -1405,6 +1406,11 @@ def plot_basins(
             handles.append(Line2D([], [], color=cat_color[code], lw=2,
                                   label=f"{name}: {count} start{'s' if count != 1 else ''}"))
             counts_lines.append([name, "-", str(count), "-"])
+    if shade and len(centres):
+        from matplotlib.patches import Patch
+
+        handles.append(Patch(facecolor="0.85", edgecolor="0.6",
+                             label="shading: the minimum reached from each point"))
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2,
               fontsize=9, frameon=False)
     ax.set_title(f"{surf.title}\n{len(trajs)} starts, {optimizer} lr={lr:g}, {steps} steps: "
