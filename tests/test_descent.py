@@ -369,6 +369,11 @@ def test_cli_2d_and_basins_options(main, tmp_path, monkeypatch, capsys):
                  "--out", "b.png"]) == 0
     assert "reached" in capsys.readouterr().out
     assert (tmp_path / "b.png").read_bytes().startswith(PNG)
+    # With only --gif, only the GIF is written.
+    assert main(["descent", "basins", "--n-starts", "4", "--random-starts", "--seed", "3",
+                 "--steps", "5", "--gif", "only.gif", "--frames", "3", "--dpi", "40"]) == 0
+    assert "wrote only.gif" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.png", "f.png", "only.gif"]
 
 
 @pytest.mark.parametrize(
