@@ -724,9 +724,11 @@ def _shared_palette_writer() -> type:
 
         def finish(self):
             frames = self._rgb_frames
-            palette = frames[-1].quantize(colors=255, method=Image.Quantize.MEDIANCUT,
-                                          dither=Image.Dither.NONE)
-            quantized = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+            # Pillow < 9.1 has the enums as module constants.
+            mediancut = getattr(getattr(Image, "Quantize", Image), "MEDIANCUT", 0)
+            no_dither = getattr(getattr(Image, "Dither", Image), "NONE", 0)
+            palette = frames[-1].quantize(colors=255, method=mediancut, dither=no_dither)
+            quantized = [f.quantize(palette=palette, dither=no_dither) for f in frames]
             quantized[0].save(self.outfile, save_all=True, append_images=quantized[1:],
                               duration=int(1000 / self.fps), loop=0)
 
