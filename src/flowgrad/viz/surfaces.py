@@ -139,7 +139,7 @@ SURFACES: Mapping[str, Surface] = MappingProxyType(
             xlim=(-6.0, 2.0),
             ylim=(-3.0, 3.0),
             start=(-5.0, -2.0),
-            steps=40,
+            steps=60,
             lrs=MappingProxyType(
                 {
                     "sgd": 0.45,
@@ -147,8 +147,8 @@ SURFACES: Mapping[str, Surface] = MappingProxyType(
                     "nesterov": 0.1,
                     "adagrad": 1.5,
                     "rmsprop": 0.1,
-                    "adam": 0.5,
-                    "adamw": 0.5,
+                    "adam": 0.3,
+                    "adamw": 0.3,
                 }
             ),
             minima=_pts((0.0, 0.0)),
@@ -165,17 +165,17 @@ SURFACES: Mapping[str, Surface] = MappingProxyType(
             steps=1000,
             lrs=MappingProxyType(
                 {
-                    "sgd": 0.0015,
-                    "momentum": 0.0003,
-                    "nesterov": 0.0003,
-                    "adagrad": 0.4,
+                    "sgd": 0.001,
+                    "momentum": 0.0005,
+                    "nesterov": 0.0005,
+                    "adagrad": 0.3,
                     "rmsprop": 0.01,
                     "adam": 0.1,
                     "adamw": 0.1,
                 }
             ),
             minima=_pts((1.0, 1.0)),
-            basin_lr=0.0015,
+            basin_lr=0.001,
             basin_steps=1000,
         ),
         "beale": Surface(
@@ -236,7 +236,7 @@ SURFACES: Mapping[str, Surface] = MappingProxyType(
             xlim=(-2.5, 2.5),
             ylim=(-1.75, 1.75),
             start=(-2.0, 0.001),
-            steps=80,
+            steps=100,
             lrs=MappingProxyType(
                 {
                     "sgd": 0.1,
