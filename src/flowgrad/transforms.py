@@ -15,7 +15,6 @@ from flowgrad import _backend, engine, graph
 from flowgrad.creation import _to_array
 from flowgrad.tensor import Tensor
 
-
 _depth = 0  # how many transforms are running their function right now
 
 
