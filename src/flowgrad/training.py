@@ -60,6 +60,9 @@ class TrainConfig:
     out: str | None = None
 
     def __post_init__(self) -> None:
+        # Paths may come as Path objects; the config is written as JSON.
+        self.out = None if self.out is None else str(self.out)
+        self.data_dir = None if self.data_dir is None else str(self.data_dir)
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose from {', '.join(DATASETS)}")
         if self.optimizer not in OPTIMIZERS:
