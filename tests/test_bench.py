@@ -22,14 +22,6 @@ from flowgrad.bench.timing import TimingPlan, compare
 SMOKE_CASES = [c for c in CASE_NAMES if c != "train_digits"]
 
 
-def _has_training() -> bool:
-    try:
-        from flowgrad import training  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def smoke_report():
     # PyTorch left out on purpose: the suite must not depend on it, and its columns must
@@ -110,13 +102,12 @@ def test_hessian_case_without_torch(smoke_report):
     assert any("relative asymmetry" in n for n in hess.notes)
 
 
-@pytest.mark.skipif(not _has_training(), reason="flowgrad.training not present")
 def test_train_digits_smoke():
     report = run_benchmarks(["train_digits"], profile="smoke", use_torch=False)
     case = report.cases[0]
     assert case.error is None, case.error
     acc = case.data["accuracy"][0]
-    assert acc is None or 0.0 <= acc <= 1.0
+    assert acc is not None and 0.1 < acc <= 1.0  # one epoch already beats chance (0.1)
     assert case.data["wall_seconds"][0] > 0
 
 
@@ -288,9 +279,6 @@ def test_cli_errors_are_one_line(capsys):
 def test_flowgrad_bench_subcommand(capsys):
     from flowgrad.cli import main
 
-    try:
-        code = main(["bench", "--smoke", "--no-torch", "--cases", "deep_chain"])
-    except ModuleNotFoundError as exc:  # another subcommand's module not written yet
-        pytest.skip(f"flowgrad CLI incomplete: {exc}")
+    code = main(["bench", "--smoke", "--no-torch", "--cases", "deep_chain"])
     assert code == 0
     assert "== deep_chain" in capsys.readouterr().out

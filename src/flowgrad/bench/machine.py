@@ -111,6 +111,13 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def _load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def machine_facts(torch: Any | None, threads: int) -> dict[str, Any]:
     """Collect the facts a reader needs to interpret the numbers.
 
@@ -139,6 +146,7 @@ def machine_facts(torch: Any | None, threads: int) -> dict[str, Any]:
         "threads_requested": threads,
         "native_pools": _blas_info(),
         "env": {name: os.environ.get(name) for name in OPENBLAS_VARS + THREAD_VARS},
+        "load_average": _load_average(),
     }
     if torch is None:
         facts["torch"] = None
@@ -184,4 +192,10 @@ def format_facts(facts: dict[str, Any]) -> list[str]:
         + ", ".join(f"{k}={v}" if v is not None else f"{k} unset" for k, v in env.items())
     )
     lines.append(f"threads per competitor: {facts['threads_requested']}")
+    load = facts.get("load_average")
+    if load is not None:
+        lines.append(
+            f"load average at start (1, 5, 15 min): {load[0]}, {load[1]}, {load[2]} "
+            f"(other work on the machine makes the numbers noisier)"
+        )
     return lines

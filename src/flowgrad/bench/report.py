@@ -84,6 +84,11 @@ def fmt_ratio(num: float | None, den: float | None) -> str:
     return f"{num / den:.2f}x"
 
 
+def fmt_x(ratio: float | None) -> str:
+    """A ratio as ``1.23x``; '-' for None."""
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
 def fmt_bytes(n: float | None) -> str:
     if n is None:
         return "-"

@@ -24,12 +24,15 @@ class TimingPlan:
         repeats: timed blocks per competitor; the median block is reported.
         min_time: a block runs the callable enough times to last at least this many seconds.
         max_number: upper bound on calls per block.
+        settle: seconds to sleep before each block, so helper threads that spin after the
+            previous block (OpenBLAS, OpenMP) go idle first; 0 to skip.
     """
 
     warmup: int = 3
     repeats: int = 7
     min_time: float = 0.2
     max_number: int = 1_000_000
+    settle: float = 0.0
 
 
 def calibrate(fn: Callable[[], object], min_time: float, max_number: int) -> int:
@@ -91,6 +94,8 @@ def compare(
                 continue
             fn, number = competitors[name], numbers[name]
             gc.collect()
+            if plan.settle:
+                time.sleep(plan.settle)
             try:
                 start = time.perf_counter()
                 for _ in range(number):
@@ -117,3 +122,21 @@ def time_once(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def paired_ratio(timings: dict[str, dict], a: str, b: str, *, rate: bool = False) -> float | None:
+    """The median over rounds of ``a``'s time divided by ``b``'s time in the same round.
+
+    Blocks of one round run back to back, so a slow spell of the machine (other processes,
+    a noisy neighbour on a shared host) hits both sides of each pair alike and cancels in the
+    ratio; a ratio of the two medians would not cancel it. With ``rate=True`` the ratio is
+    of rates (samples/s), the inverse: ``b``'s time over ``a``'s.
+
+    Returns:
+        The ratio, or None when either side has no timings.
+    """
+    if a not in timings or b not in timings:
+        return None
+    ta, tb = timings[a]["times"], timings[b]["times"]
+    pairs = [(x / y) if not rate else (y / x) for x, y in zip(ta, tb) if x > 0 and y > 0]
+    return statistics.median(pairs) if pairs else None
