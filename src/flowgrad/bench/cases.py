@@ -52,6 +52,7 @@ class Settings:
 
     timing: TimingPlan = TimingPlan(warmup=3, repeats=11, min_time=0.15, settle=0.05)
     hessian_timing: TimingPlan = TimingPlan(warmup=1, repeats=7, min_time=0.1, settle=0.05)
+    op_timing: TimingPlan = TimingPlan(warmup=3, repeats=11, min_time=0.08, settle=0.02)
     batches: tuple[int, ...] = (32, 128, 512)
     pool_batches: int = 8
     mem_steps: int = 20
@@ -71,6 +72,7 @@ PROFILES: dict[str, Settings] = {
     "quick": Settings(
         timing=TimingPlan(warmup=2, repeats=5, min_time=0.05, settle=0.02),
         hessian_timing=TimingPlan(warmup=1, repeats=3, min_time=0.02, settle=0.02),
+        op_timing=TimingPlan(warmup=2, repeats=5, min_time=0.03, settle=0.01),
         mem_steps=5,
         chain_repeats=1,
         digits_repeats=1,
@@ -80,6 +82,7 @@ PROFILES: dict[str, Settings] = {
     "smoke": Settings(
         timing=TimingPlan(warmup=1, repeats=2, min_time=0.0, max_number=1),
         hessian_timing=TimingPlan(warmup=0, repeats=1, min_time=0.0, max_number=1),
+        op_timing=TimingPlan(warmup=1, repeats=2, min_time=0.0, max_number=1),
         batches=(16,),
         pool_batches=2,
         mem_steps=2,
@@ -393,8 +396,8 @@ def op_overhead(ctx: Context) -> CaseResult:
             full["pytorch"], fwd["pytorch"] = torch_impl.op_expression(ctx.torch, x, y)
         full["numpy"] = lambda x=x, y=y: floor.op_expression(x, y)
         fwd["numpy"] = lambda x=x, y=y: floor.op_expression_forward(x, y)
-        t_full, e1 = compare(full, s.timing)
-        t_fwd, e2 = compare(fwd, s.timing)
+        t_full, e1 = compare(full, s.op_timing)
+        t_fwd, e2 = compare(fwd, s.op_timing)
         errs.update(e1)
         errs.update({k: v for k, v in e2.items() if k not in errs})
         per_op = {k: t["median"] / OPS_PER_EXPRESSION * 1e6 for k, t in t_full.items()}
