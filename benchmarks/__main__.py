@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         description="flowgrad against PyTorch eager and a hand-written NumPy floor",
     )
     bench.configure(parser)
+    parser.set_defaults(bench_command="python -m benchmarks")
     args = parser.parse_args(argv)
     try:
         return bench.run(args)

@@ -262,6 +262,7 @@ def test_python_m_benchmarks_entry(tmp_path, capsys):
     assert "flowgrad benchmarks" in printed and "== op_overhead" in printed
     data = json.loads(out_json.read_text(encoding="utf-8"))
     assert data["settings"]["profile"] == "smoke"
+    assert data["command"] == "python -m benchmarks --smoke --cases op_overhead --no-torch"
     assert data["cases"][0]["name"] == "op_overhead"
     assert "<!-- bench:op_overhead:begin -->" in out_md.read_text(encoding="utf-8")
 

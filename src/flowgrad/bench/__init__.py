@@ -57,7 +57,13 @@ def run_benchmarks(
         ValueError: an unknown case or profile name, or ``threads`` < 1.
     """
     from flowgrad.bench.cases import CASES, PROFILES, Context
-    from flowgrad.bench.machine import format_facts, limit_threads, machine_facts, torch_module
+    from flowgrad.bench.machine import (
+        format_facts,
+        limit_threads,
+        load_average,
+        machine_facts,
+        torch_module,
+    )
     from flowgrad.bench.timing import describe_error
 
     names = list(cases) if cases else list(CASE_NAMES)
@@ -87,6 +93,12 @@ def run_benchmarks(
             results.append(result)
             if on_case is not None:
                 on_case(result)
+    end_load = load_average()
+    if end_load is not None:
+        facts["load_average_end"] = end_load
+        facts_lines.append(
+            f"load average at end (1, 5, 15 min): {end_load[0]}, {end_load[1]}, {end_load[2]}"
+        )
     settings_dict: dict[str, Any] = {"profile": profile, "threads": threads, "use_torch": use_torch}
     return Report(facts, facts_lines, settings_dict, command, results)
 

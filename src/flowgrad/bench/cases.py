@@ -37,10 +37,11 @@ from flowgrad.bench.report import (
     fmt_ratio,
     fmt_x,
 )
-from flowgrad.bench.timing import TimingPlan, compare, describe_error, paired_ratio
+from flowgrad.bench.timing import TimingPlan, compare, describe_error, paired_ratio, spread
 
 LR = 0.1
 SIDES = ("flowgrad", "pytorch", "numpy")
+NOISY = 0.10  # interquartile range of block times above 10% of the median: a busy machine
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,16 @@ def _cell(ctx: Context, name: str, values: dict[str, float], errors: dict[str, s
 
 def _error_notes(errors: dict[str, str], where: str) -> list[str]:
     return [f"{COMPETITOR_LABELS[k]} failed ({where}): {v}" for k, v in errors.items()]
+
+
+def _noise_note(timings: dict[str, dict], where: str) -> list[str]:
+    worst = spread(timings)
+    if worst <= NOISY:
+        return []
+    return [
+        f"noisy ({where}): block times varied by up to {100 * worst:.0f}% (interquartile "
+        "range / median); something else was using the CPUs, rerun on an idle machine"
+    ]
 
 
 def _check(ok_if: bool, full_size: bool) -> bool | None:
@@ -221,6 +232,7 @@ def mlp_train(ctx: Context) -> CaseResult:
                 errs[name] = describe_error(exc)
         timings, terrs = compare(steps, s.timing)
         errs.update(terrs)
+        res.notes += _noise_note(timings, f"batch {batch}")
         sps = {k: batch / t["median"] for k, t in timings.items()}
         r_pt = paired_ratio(timings, "flowgrad", "pytorch", rate=True)
         r_np = paired_ratio(timings, "flowgrad", "numpy", rate=True)
@@ -400,6 +412,7 @@ def op_overhead(ctx: Context) -> CaseResult:
         t_fwd, e2 = compare(fwd, s.op_timing)
         errs.update(e1)
         errs.update({k: v for k, v in e2.items() if k not in errs})
+        res.notes += _noise_note(t_full, f"{size} elements")
         per_op = {k: t["median"] / OPS_PER_EXPRESSION * 1e6 for k, t in t_full.items()}
         r_pt = paired_ratio(t_full, "flowgrad", "pytorch")
         r_np = paired_ratio(t_full, "flowgrad", "numpy")
@@ -608,6 +621,7 @@ def hessian(ctx: Context) -> CaseResult:
     ctx.log("hessian: timing")
     timings, terrs = compare(funcs, s.hessian_timing)
     errs.update(terrs)
+    res.notes += _noise_note(timings, "Hessian")
     sec = {k: t["median"] for k, t in timings.items()}
     labels = {
         "flowgrad": "flowgrad fg.hessian",

@@ -111,7 +111,8 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def _load_average() -> list[float] | None:
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages, or None where the OS has none."""
     try:
         return [round(v, 2) for v in os.getloadavg()]
     except (AttributeError, OSError):
@@ -146,7 +147,7 @@ def machine_facts(torch: Any | None, threads: int) -> dict[str, Any]:
         "threads_requested": threads,
         "native_pools": _blas_info(),
         "env": {name: os.environ.get(name) for name in OPENBLAS_VARS + THREAD_VARS},
-        "load_average": _load_average(),
+        "load_average": load_average(),
     }
     if torch is None:
         facts["torch"] = None

@@ -140,3 +140,18 @@ def paired_ratio(timings: dict[str, dict], a: str, b: str, *, rate: bool = False
     ta, tb = timings[a]["times"], timings[b]["times"]
     pairs = [(x / y) if not rate else (y / x) for x, y in zip(ta, tb) if x > 0 and y > 0]
     return statistics.median(pairs) if pairs else None
+
+
+def spread(timings: dict[str, dict]) -> float:
+    """The largest interquartile range of block times relative to the median, over sides.
+
+    Near 0 on an idle machine; tens of percent mean something else competed for the CPUs.
+    """
+    worst = 0.0
+    for t in timings.values():
+        times = sorted(t["times"])
+        if len(times) < 4 or t["median"] <= 0:
+            continue
+        q = statistics.quantiles(times, n=4)
+        worst = max(worst, (q[2] - q[0]) / t["median"])
+    return worst

@@ -57,9 +57,18 @@ def run(args: argparse.Namespace) -> int:
         if value and not Path(value).resolve().parent.is_dir():
             raise CLIError(f"--{option}: folder {Path(value).parent} does not exist")
     profile = "smoke" if args.smoke else "quick" if args.quick else "full"
-    command = "flowgrad bench" + "".join(
-        f" {flag}" for flag, on in (("--quick", args.quick), ("--smoke", args.smoke)) if on
-    )
+    flags = [
+        flag
+        for flag, on in (
+            ("--quick", args.quick),
+            ("--smoke", args.smoke),
+            (f"--cases {args.cases}", bool(args.cases)),
+            (f"--threads {args.threads}", args.threads != 2),
+            ("--no-torch", args.no_torch),
+        )
+        if on
+    ]
+    command = " ".join([getattr(args, "bench_command", "flowgrad bench"), *flags])
 
     def start(lines: list[str]) -> None:
         print("flowgrad benchmarks", *("  " + line for line in lines), "", sep="\n", flush=True)
@@ -80,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     targets = render_targets_text(report)
     if targets:
         print(targets, flush=True)
+    print(report.facts_lines[-1], flush=True)  # the load average at the end
     if args.markdown:
         update_markdown(Path(args.markdown), report)
         print(f"wrote {args.markdown}", file=sys.stderr)
