@@ -1108,7 +1108,7 @@ class Prediction:
     def as_dict(self, classes: Sequence[str]) -> dict:
         """JSON-ready: ``{"image", "class", "name", "probability", "probabilities"}``."""
         return {"image": self.source, "class": self.label, "name": self.name,
-                "probability": float(self.probabilities[self.label]),
+                "probability": round(float(self.probabilities[self.label]), 6),
                 "probabilities": {c: round(float(p), 6)
                                   for c, p in zip(classes, self.probabilities)}}
 
