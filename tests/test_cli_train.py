@@ -233,3 +233,17 @@ def test_corrupt_run_folder(trained, tmp_path, capsys):
     (broken / "config.json").write_text("[1, 2")
     assert main(["evaluate", str(broken)]) == 2
     assert "config.json is not valid JSON" in _one_error_line(capsys)
+
+
+def test_download_failure_is_one_line(tmp_path, capsys, monkeypatch):
+    import gzip
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"not MNIST"))
+    monkeypatch.setenv("FLOWGRAD_MNIST_MIRROR", mirror.as_uri() + "/")
+    assert main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"),
+                 "--download", "--no-progress"]) == 2
+    err = _one_error_line(capsys)
+    assert "cannot load MNIST" in err and "checksum mismatch" in err
+    assert not list((tmp_path / "data").rglob("*.gz"))  # nothing unverified left behind
