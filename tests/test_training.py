@@ -295,6 +295,10 @@ def test_preprocess_accepts_files_colour_and_transparency(tmp_path):
     rgba.putalpha(_upscaled(digit, dark_ink=False))
     rgba.save(tmp_path / "d.png")
     np.testing.assert_allclose(preprocess_image(tmp_path / "d.png"), gray, atol=0.02)
+    # 16-bit gray (converting it to 8 bits naively would clip it to white).
+    deep = (1.0 - np.asarray(_upscaled(digit, dark_ink=False), np.float32) / 255) * 60000
+    PIL.fromarray(deep.astype(np.uint16)).save(tmp_path / "d16.png")
+    np.testing.assert_allclose(preprocess_image(tmp_path / "d16.png"), gray, atol=0.02)
 
 
 def test_thin_strokes_are_thickened():

@@ -941,6 +941,10 @@ def _to_gray(image: Any) -> np.ndarray:
             if alpha.min() < 0.5:
                 # Strokes on a transparent canvas: the opacity is the ink, whatever its colour.
                 return alpha
+        if pil.mode in ("I", "F") or pil.mode.startswith("I;16"):
+            # 16-bit and float images: converting to 8-bit "L" would clip them to white.
+            wide = np.asarray(pil, dtype=np.float32)
+            return (wide - wide.min()) / max(float(np.ptp(wide)), 1e-12)
         return np.asarray(pil.convert("L"), dtype=np.float32) / 255.0
     arr = np.asarray(image, dtype=np.float32)
     if arr.ndim == 3 and arr.shape[2] in (3, 4):
