@@ -849,10 +849,9 @@ def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | os
     ax.set(xlabel="predicted class", ylabel="true class", title=title)
     # Dark cells get white text so every count stays readable.
     threshold = confusion.max() / 2 if confusion.size else 0
-    rows, cols = np.nonzero(np.ones_like(confusion, dtype=bool))
-    for i, j in zip(rows, cols):
-        ax.text(j, i, str(int(confusion[i, j])), ha="center", va="center", fontsize=8,
-                color="white" if confusion[i, j] > threshold else "black")
+    for (i, j), count in np.ndenumerate(confusion):
+        ax.text(j, i, str(int(count)), ha="center", va="center", fontsize=8,
+                color="white" if count > threshold else "black")
     path = Path(path)
     _save_figure(fig, path)
     return path
@@ -888,8 +887,7 @@ def evaluate(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
     n = len(run.classes)
     confusion = confusion_matrix(splits.y_test, predicted, n)
     support = confusion.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_class = np.where(support > 0, np.diag(confusion) / np.maximum(support, 1), np.nan)
+    per_class = np.where(support > 0, np.diag(confusion) / np.maximum(support, 1), np.nan)
     accuracy = float((predicted == splits.y_test).mean())
     result = Evaluation(accuracy=accuracy, loss=_cross_entropy(logits, splits.y_test),
                         confusion=confusion, per_class_accuracy=per_class,
