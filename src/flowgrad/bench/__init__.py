@@ -88,7 +88,9 @@ def run_benchmarks(
             try:
                 result = CASES[name](ctx)
             except Exception as exc:  # one broken case must not hide the others' numbers
-                result = CaseResult(name, name, error=describe_error(exc))
+                result = CaseResult(
+                    name, "failed before producing results", error=describe_error(exc)
+                )
             result.seconds = time.perf_counter() - start
             results.append(result)
             if on_case is not None:

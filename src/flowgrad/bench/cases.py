@@ -91,6 +91,7 @@ PROFILES: dict[str, Settings] = {
         chain_length=300,
         chain_repeats=1,
         digits_overrides={"epochs": 1},
+        digits_repeats=1,
         import_repeats=1,
         full_size=False,
     ),
@@ -705,7 +706,11 @@ def train_digits(ctx: Context) -> CaseResult:
             run_config = dataclasses.replace(config, out=str(Path(tmp) / "run"))
             gc.collect()
             t0 = time.perf_counter()
-            result = _call_train(training.train, run_config)
+            try:
+                result, plotted = _call_train(training.train, run_config)
+            except Exception as exc:
+                res.error = describe_error(exc)
+                return res
             walls.append(time.perf_counter() - t0)
         accs.append(_test_accuracy(result))
     wall = statistics.median(walls)
@@ -730,12 +735,21 @@ def train_digits(ctx: Context) -> CaseResult:
         "and metrics files, the curves picture; no PyTorch counterpart (the case times the "
         "command, not a kernel)"
     )
-    res.data = {"wall_seconds": walls, "accuracy": accs, "config": described}
+    if not plotted:
+        res.notes.append("matplotlib is not installed: ran with plot=False (no curves.png)")
+    res.data = {"wall_seconds": walls, "accuracy": accs, "config": described, "plotted": plotted}
     return res
 
 
-def _call_train(train: Callable, config: Any) -> Any:
-    """``train(config)`` without progress bars or log lines, whatever optional knobs it has."""
+def _call_train(train: Callable, config: Any) -> tuple[Any, bool]:
+    """``train(config)`` without progress bars or log lines.
+
+    Returns:
+        ``(result, plotted)``; the curves picture is skipped (``plot=False``) when
+        matplotlib is missing, since the command's default run would fail for that reason
+        alone.
+    """
+    import importlib.util
     import inspect
 
     params = inspect.signature(train).parameters
@@ -744,7 +758,11 @@ def _call_train(train: Callable, config: Any) -> Any:
         kwargs["progress"] = False
     if "log" in params:
         kwargs["log"] = None if params["log"].default is None else (lambda line: None)
-    return train(config, **kwargs)
+    plotted = True
+    if "plot" in params and importlib.util.find_spec("matplotlib") is None:
+        kwargs["plot"] = False
+        plotted = False
+    return train(config, **kwargs), plotted
 
 
 def _test_accuracy(result: Any) -> float | None:
