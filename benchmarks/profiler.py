@@ -1,4 +1,4 @@
-"""Where flowgrad's time goes in a benchmark case: ``python -m benchmarks.profile CASE``.
+"""Where flowgrad's time goes in a benchmark case: ``python -m benchmarks.profiler CASE``.
 
 Profiles only the flowgrad side of ``mlp_train`` (one SGD step) or ``op_overhead`` (one
 ``((x*y)+x).sum()`` forward and backward) and prints the top functions by own time and by
@@ -8,8 +8,8 @@ standard library) counts every call, which inflates cheap Python calls; ``--tool
 
 Examples::
 
-    python -m benchmarks.profile mlp_train --batch 32
-    python -m benchmarks.profile op_overhead --size 16 --tool pyinstrument
+    python -m benchmarks.profiler mlp_train --batch 32
+    python -m benchmarks.profiler op_overhead --size 16 --tool pyinstrument
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def top_table(stats: pstats.Stats, top: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.profiler", description=__doc__)
     parser.add_argument("case", choices=["mlp_train", "op_overhead"])
     parser.add_argument("--batch", type=int, default=32, help="mlp_train batch size")
     parser.add_argument("--size", type=int, default=16, help="op_overhead tensor size")
