@@ -35,8 +35,11 @@ def _(g, x, weight, bias, needs):
     gx = g @ weight if needs[0] else None
     gw = None
     if needs[1]:
-        out_features, in_features = weight.shape
-        gw = g.reshape(-1, out_features).mT @ x.reshape(-1, in_features)
+        if x.ndim == 2:
+            gw = g.mT @ x
+        else:
+            out_features, in_features = weight.shape
+            gw = g.reshape(-1, out_features).mT @ x.reshape(-1, in_features)
     return gx, gw, (g if needs[2] else None)
 
 
@@ -94,6 +97,12 @@ def _(g, logits, target, saved, reduction):
         onehot = index_add(zeros(z.shape, dtype=z.dtype), ones(t.shape[0], dtype=z.dtype),
                            index=(arange(t.shape[0]).data, t))
         dz = softmax(z, dim=1) - onehot
+    elif reduction != "none":
+        # First order only: one array multiply, no graph (dz is the saved softmax - onehot).
+        n = saved.shape[0]
+        scale = g.data / n if reduction == "mean" else g.data
+        gz = saved * scale.astype(saved.dtype, copy=False)
+        return Tensor._make(gz if batched else gz.reshape(-1), False, None), None
     else:
         dz = Tensor._make(saved, False, None)
     n = dz.shape[0]
