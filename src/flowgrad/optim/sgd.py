@@ -81,4 +81,19 @@ class SGD(Optimizer):
                 buf *= momentum
                 buf += (1 - dampening) * g
             g = g + momentum * buf if group["nesterov"] else buf
+        _subtract_scaled(p, g, lr)
+
+
+_SLICE = 1 << 14
+
+
+def _subtract_scaled(p: Any, g: Any, lr: float) -> None:
+    """``p -= lr * g`` in slices, so no temporary the size of a large weight is allocated
+    (the same arithmetic per element, so the same result to the bit)."""
+    if p.size <= _SLICE or not p.flags.c_contiguous or getattr(g, "shape", None) != p.shape:
         p -= lr * g
+        return
+    flat_p, flat_g = p.reshape(-1), g.reshape(-1)
+    for start in range(0, flat_p.size, _SLICE):
+        part = slice(start, start + _SLICE)
+        flat_p[part] -= lr * flat_g[part]
