@@ -341,3 +341,17 @@ def test_training_loop_memory_is_flat():
     assert last < first  # it trained
     # 8 KiB over 250 iterations is about 30 bytes each: one leaked object per step shows.
     assert after_300 - after_50 < 8 * 1024, (after_50, after_300)
+
+
+def test_post_accumulate_grad_hook_sees_the_accumulated_grad_and_can_be_removed():
+    w = fg.tensor([1.0, 2.0], requires_grad=True)
+    seen = []
+    handle = w.register_post_accumulate_grad_hook(lambda t: seen.append(t.grad.numpy().copy()))
+    (w * 3.0).sum().backward()
+    (w * 3.0).sum().backward()
+    assert [s.tolist() for s in seen] == [[3.0, 3.0], [6.0, 6.0]]
+    handle.remove()
+    (w * 3.0).sum().backward()
+    assert len(seen) == 2
+    with pytest.raises(RuntimeError, match="leaves"):
+        (w * 2).register_post_accumulate_grad_hook(print)

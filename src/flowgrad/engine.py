@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from flowgrad import _backend, graph
 from flowgrad.errors import ShapeError
 from flowgrad.graph import _collect
-from flowgrad.tensor import Tensor
+from flowgrad.tensor import POST_ACCUMULATE_HOOKS, Tensor
 
 _make = Tensor._make
 
@@ -102,6 +102,10 @@ def _sweep(roots: list[tuple[Tensor, Tensor]], retain_graph: bool, create_graph:
                     else leaf_grads.get(id(t), (None, None))[1] for t in targets]
         for leaf, g in leaf_grads.values():
             leaf.grad = g if leaf.grad is None else leaf.grad + g
+        if POST_ACCUMULATE_HOOKS:
+            for leaf, _ in leaf_grads.values():
+                for hook in tuple(POST_ACCUMULATE_HOOKS.get(leaf, ())):
+                    hook(leaf)
     finally:
         graph._grad_enabled = previous_mode
     return None

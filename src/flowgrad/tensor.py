@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from flowgrad import _backend
@@ -134,6 +136,21 @@ class Tensor:
 
         backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph)
 
+    def register_post_accumulate_grad_hook(self, hook: Callable[[Tensor], None]) -> Any:
+        """Call ``hook(self)`` after each backward has accumulated into this leaf's ``.grad``.
+
+        As in PyTorch; distributed data-parallel training uses it to average gradients once
+        they are complete. Returns a handle whose ``remove()`` unregisters the hook.
+        """
+        if self.grad_fn is not None:
+            raise RuntimeError("post-accumulate-grad hooks can only be registered on leaves")
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a post-accumulate-grad hook on a tensor that "
+                               "does not require grad")
+        hooks = POST_ACCUMULATE_HOOKS.setdefault(self, [])
+        hooks.append(hook)
+        return _HookHandle(hooks, hook)
+
     # -- conversions ----------------------------------------------------------------------
     def astype(self, dtype) -> Tensor:
         """A copy with another dtype (differentiable between floating dtypes)."""
@@ -179,6 +196,21 @@ class Tensor:
         elif self.requires_grad:
             extras.append("requires_grad=True")
         return "tensor(" + ", ".join([body, *extras]) + ")"
+
+
+# Leaf -> hooks called after backward accumulated its .grad (weak: a dropped leaf drops them).
+POST_ACCUMULATE_HOOKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class _HookHandle:
+    __slots__ = ("_hooks", "_hook")
+
+    def __init__(self, hooks: list, hook: Callable) -> None:
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
 
 
 def _normalize_index(index):
