@@ -104,8 +104,10 @@ def _sweep(roots: list[tuple[Tensor, Tensor]], retain_graph: bool, create_graph:
             leaf.grad = g if leaf.grad is None else leaf.grad + g
         if POST_ACCUMULATE_HOOKS:
             for leaf, _ in leaf_grads.values():
-                for hook in tuple(POST_ACCUMULATE_HOOKS.get(leaf, ())):
-                    hook(leaf)
+                entry = POST_ACCUMULATE_HOOKS.get(id(leaf))
+                if entry is not None:
+                    for hook in tuple(entry[1]):
+                        hook(leaf)
     finally:
         graph._grad_enabled = previous_mode
     return None

@@ -147,7 +147,13 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("cannot register a post-accumulate-grad hook on a tensor that "
                                "does not require grad")
-        hooks = POST_ACCUMULATE_HOOKS.setdefault(self, [])
+        key = id(self)
+        entry = POST_ACCUMULATE_HOOKS.get(key)
+        if entry is None:
+            # Keyed by id: Tensor's == is elementwise. The weakref's callback drops the entry.
+            ref = weakref.ref(self, lambda _, key=key: POST_ACCUMULATE_HOOKS.pop(key, None))
+            entry = POST_ACCUMULATE_HOOKS[key] = (ref, [])
+        hooks = entry[1]
         hooks.append(hook)
         return _HookHandle(hooks, hook)
 
@@ -199,7 +205,7 @@ class Tensor:
 
 
 # Leaf -> hooks called after backward accumulated its .grad (weak: a dropped leaf drops them).
-POST_ACCUMULATE_HOOKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+POST_ACCUMULATE_HOOKS: dict[int, tuple[weakref.ref, list]] = {}
 
 
 class _HookHandle:
@@ -209,8 +215,10 @@ class _HookHandle:
         self._hooks, self._hook = hooks, hook
 
     def remove(self) -> None:
-        if self._hook in self._hooks:
-            self._hooks.remove(self._hook)
+        for i, h in enumerate(self._hooks):
+            if h is self._hook:
+                del self._hooks[i]
+                return
 
 
 def _normalize_index(index):
