@@ -12,6 +12,7 @@ Adding an op means adding rows here; ``test_ops.py`` picks them up.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -395,3 +396,152 @@ OP_TABLE: list[OpSpec] = [
 ]
 
 NON_DIFFERENTIABLE = ("lt", "le", "gt", "ge", "eq", "ne", "sign")
+
+
+# ---------------------------------------------------------------- the op library of real models
+_np_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _erf_ref(a):
+    return _np_erf(a).astype(a.dtype)
+
+
+def _gelu_ref(a):
+    return (a * 0.5 * (1.0 + _np_erf(a / math.sqrt(2.0)))).astype(a.dtype)
+
+
+def _gelu_tanh_ref(a):
+    return 0.5 * a * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (a + 0.044715 * a**3)))
+
+
+def _softplus_ref(a, beta=1.0, threshold=20.0):
+    return np.where(a * beta > threshold, a, np.log1p(np.exp(a * beta)) / beta).astype(a.dtype)
+
+
+def _np_norm(a, p, axis=None, keepdims=False):
+    if p == np.inf:
+        return np.max(np.abs(a), axis=axis, keepdims=keepdims)
+    return np.sum(np.abs(a) ** p, axis=axis, keepdims=keepdims) ** (1.0 / p)
+
+
+def _np_select(a, axis, keepdims, pick):
+    idx = np.expand_dims(pick(a, axis=axis), axis)
+    out = np.take_along_axis(a, idx, axis=axis)
+    return out if keepdims else np.squeeze(out, axis)
+
+
+def _np_repeat(a, sizes):
+    return np.tile(a, sizes)
+
+
+GATHER_IDX = np.array([[0, 2, 2, 1], [1, 1, 0, 0]])  # repeats within rows
+SELECT_IDX = np.array([2, 0, 2])
+MASK_34 = NP_MASK
+# Away from the softplus threshold kink at beta·x = threshold (x = 0.75 for beta 2, th 1.5).
+OFFSOFT: Domain = ((-2.0, 0.6), (0.9, 2.0))
+
+OP_TABLE += [
+    # ---------------------------------------------------------------- elementwise
+    OpSpec("log1p", lambda a: fg.log1p(a), ((2, 3),), ((-0.5, 2.0),), np.log1p),
+    OpSpec("expm1", lambda a: a.expm1(), ((2, 3),), REAL, np.expm1),
+    OpSpec("square", lambda a: fg.square(a), ((2, 3),), REAL, np.square),
+    OpSpec("rsqrt", lambda a: a.rsqrt(), ((2, 3),), POS, lambda a: 1 / np.sqrt(a)),
+    OpSpec("softplus", lambda a: fg.softplus(a), ((2, 3),), REAL, _softplus_ref),
+    OpSpec("softplus", lambda a: fg.softplus(a, beta=2.0, threshold=1.5), ((3, 4),), OFFSOFT,
+           lambda a: _softplus_ref(a, 2.0, 1.5), label="threshold"),
+    OpSpec("silu", lambda a: fg.silu(a), ((2, 3),), REAL, lambda a: a / (1 + np.exp(-a))),
+    OpSpec("gelu", lambda a: fg.gelu(a), ((2, 3),), ((-3.0, 3.0),), _gelu_ref),
+    OpSpec("gelu", lambda a: a.gelu(approximate="tanh"), ((2, 3),), ((-3.0, 3.0),),
+           _gelu_tanh_ref, label="tanh"),
+    OpSpec("elu", lambda a: fg.elu(a), ((2, 3),), OFF0,
+           lambda a: np.where(a > 0, a, np.expm1(a))),
+    OpSpec("elu", lambda a: fg.elu(a, alpha=0.5), ((2, 3),), OFF0,
+           lambda a: np.where(a > 0, a, 0.5 * np.expm1(a)), label="alpha"),
+    OpSpec("erf", lambda a: fg.erf(a), ((3, 4),), ((-3.0, 3.0),), _erf_ref),
+    OpSpec("erf", lambda a: a.erf(), ((20, 15),), ((-7.0, 7.0),), _erf_ref, label="large"),
+    # ---------------------------------------------------------------- reductions
+    OpSpec("prod", lambda a: fg.prod(a), ((2, 3),), OFF0, np.prod, label="all"),
+    OpSpec("prod", lambda a: a.prod(dim=1), ((3, 4),), OFF0, lambda a: a.prod(1), label="d1"),
+    OpSpec("prod", lambda a: a.prod(dim=-1, keepdim=True), ((2, 3),), OFF0,
+           lambda a: a.prod(-1, keepdims=True), label="keep"),
+    OpSpec("var", lambda a: fg.var(a), ((3, 4),), REAL, lambda a: np.var(a, ddof=1),
+           label="all"),
+    OpSpec("var", lambda a: a.var(dim=1, correction=0), ((3, 4),), REAL,
+           lambda a: np.var(a, axis=1), label="d1-biased"),
+    OpSpec("var", lambda a: fg.var(a, dim=(0, 2), keepdim=True), ((2, 3, 4),), REAL,
+           lambda a: np.var(a, axis=(0, 2), ddof=1, keepdims=True), label="tuple-keep"),
+    OpSpec("std", lambda a: fg.std(a), ((3, 4),), REAL, lambda a: np.std(a, ddof=1),
+           label="all"),
+    OpSpec("std", lambda a: a.std(dim=-1, keepdim=True), ((3, 4),), REAL,
+           lambda a: np.std(a, axis=-1, ddof=1, keepdims=True), label="keep"),
+    OpSpec("std", lambda a: fg.std(a, dim=0, correction=0), ((3, 4),), REAL,
+           lambda a: np.std(a, axis=0), label="biased"),
+    OpSpec("norm", lambda a: fg.norm(a), ((3, 4),), REAL, lambda a: _np_norm(a, 2),
+           label="2-all"),
+    OpSpec("norm", lambda a: a.norm(dim=1, keepdim=True), ((3, 4),), REAL,
+           lambda a: _np_norm(a, 2, 1, True), label="2-keep"),
+    OpSpec("norm", lambda a: fg.norm(a, p=1, dim=-1), ((3, 4),), OFF0,
+           lambda a: _np_norm(a, 1, -1), label="1"),
+    OpSpec("norm", lambda a: fg.norm(a, float("inf"), dim=0), ((3, 4),), REAL,
+           lambda a: _np_norm(a, np.inf, 0), label="inf"),
+    OpSpec("norm", lambda a: fg.norm(a, p=3, dim=(0, 1)), ((3, 4),), OFF0,
+           lambda a: _np_norm(a, 3, (0, 1)), label="3"),
+    OpSpec("cumsum", lambda a: fg.cumsum(a, dim=1), ((3, 4),), REAL, lambda a: a.cumsum(1)),
+    OpSpec("cumsum", lambda a: a.cumsum(dim=-1), ((2, 3, 4),), REAL,
+           lambda a: a.cumsum(-1), label="neg"),
+    # ---------------------------------------------------------------- selections
+    OpSpec("max", lambda a: fg.max(a), ((3, 4),), REAL, np.max, label="all"),
+    OpSpec("max", lambda a: fg.max(a, 1).values, ((3, 4),), REAL,
+           lambda a: _np_select(a, 1, False, np.argmax), label="d1"),
+    OpSpec("max", lambda a: a.max(dim=0, keepdim=True)[0], ((3, 4),), REAL,
+           lambda a: _np_select(a, 0, True, np.argmax), label="keep"),
+    OpSpec("min", lambda a: a.min(), ((3, 4),), REAL, np.min, label="all"),
+    OpSpec("min", lambda a: fg.min(a, dim=-1).values, ((2, 3, 4),), REAL,
+           lambda a: _np_select(a, -1, False, np.argmin), label="neg"),
+    # ---------------------------------------------------------------- shape and indexing
+    OpSpec("flip", lambda a: fg.flip(a, (0, 2)), ((2, 3, 4),), REAL,
+           lambda a: np.flip(a, (0, 2))),
+    OpSpec("flip", lambda a: a.flip(-1), ((3, 4),), REAL, lambda a: a[:, ::-1], label="method"),
+    OpSpec("expand", lambda a: a.expand(2, -1, 4), ((3, 1),), REAL,
+           lambda a: np.broadcast_to(a, (2, 3, 4))),
+    OpSpec("expand", lambda a: fg.expand(a, (3, 4)), ((4,),), REAL,
+           lambda a: np.broadcast_to(a, (3, 4)), label="tuple"),
+    OpSpec("repeat", lambda a: a.repeat(2, 3), ((2, 3),), REAL, lambda a: np.tile(a, (2, 3))),
+    OpSpec("repeat", lambda a: fg.repeat(a, (2, 1, 2)), ((3,),), REAL,
+           lambda a: np.tile(a, (2, 1, 2)), label="newdims"),
+    OpSpec("gather", lambda a: fg.gather(a, 1, fg.tensor(GATHER_IDX)), ((2, 3),), REAL,
+           lambda a: np.take_along_axis(a, GATHER_IDX, 1)),
+    OpSpec("gather", lambda a: a.gather(0, GATHER_IDX[:, :3].T[:, :1] % 3), ((3, 2),), REAL,
+           lambda a: np.take_along_axis(a[:, :1], GATHER_IDX[:, :3].T[:, :1] % 3, 0),
+           label="smaller"),
+    OpSpec("index_select", lambda a: fg.index_select(a, 0, SELECT_IDX), ((3, 4),), REAL,
+           lambda a: a[SELECT_IDX]),
+    OpSpec("index_select", lambda a: a.index_select(-1, fg.tensor(SELECT_IDX)), ((2, 3),),
+           REAL, lambda a: a[:, SELECT_IDX], label="neg"),
+    OpSpec("masked_fill", lambda a: fg.masked_fill(a, fg.tensor(MASK_34), -1.5), ((3, 4),), REAL,
+           lambda a: np.where(MASK_34, -1.5, a)),
+    OpSpec("masked_fill", lambda a, v: a.masked_fill(fg.tensor(MASK_34[0]), v), ((3, 4), ()),
+           REAL, lambda a, v: np.where(MASK_34[0], v, a), label="tensor-value"),
+    OpSpec("tril", lambda a: fg.tril(a), ((3, 4),), REAL, np.tril),
+    OpSpec("tril", lambda a: a.tril(diagonal=-1), ((2, 3, 3),), REAL,
+           lambda a: np.tril(a, -1), label="batch"),
+    OpSpec("triu", lambda a: fg.triu(a, 1), ((4, 3),), REAL, lambda a: np.triu(a, 1)),
+    OpSpec("einsum", lambda a, b: fg.einsum("ij,jk->ik", a, b), ((2, 3), (3, 4)), REAL,
+           lambda a, b: np.einsum("ij,jk->ik", a, b), label="matmul"),
+    OpSpec("einsum", lambda a, b: fg.einsum("bij,bjk", [a, b]), ((2, 2, 3), (2, 3, 2)), REAL,
+           lambda a, b: np.einsum("bij,bjk", a, b), label="implicit"),
+    OpSpec("einsum", lambda a: fg.einsum("ii->i", a), ((3, 3),), REAL,
+           lambda a: np.einsum("ii->i", a), label="diag"),
+    OpSpec("einsum", lambda a, b: fg.einsum("...ij,j->...", a, b), ((2, 1, 3, 4), (4,)), REAL,
+           lambda a, b: np.einsum("...ij,j->...", a, b), label="ellipsis"),
+    OpSpec("einsum", lambda a, b: fg.einsum("...ij,...jk->...ik", a, b),
+           ((2, 1, 2, 3), (3, 3, 2)), REAL,
+           lambda a, b: np.einsum("...ij,...jk->...ik", a, b), label="bcast"),
+    OpSpec("einsum", lambda a, b, c: fg.einsum("i,j,k->ijk", a, b, c), ((2,), (3,), (2,)),
+           REAL, lambda a, b, c: np.einsum("i,j,k->ijk", a, b, c), label="outer3"),
+    OpSpec("einsum", lambda a: fg.einsum("ijk->", a), ((2, 3, 2),), REAL,
+           lambda a: np.einsum("ijk->", a), label="sum"),
+    OpSpec("bmm", lambda a, b: fg.bmm(a, b), ((2, 3, 4), (2, 4, 2)), REAL, np.matmul),
+]
+
+NON_DIFFERENTIABLE += ("argmax", "argmin")

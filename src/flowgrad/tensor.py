@@ -170,6 +170,56 @@ class Tensor:
     def double(self) -> Tensor:
         return self.astype(_backend.float64)
 
+    def long(self) -> Tensor:
+        return self.to(_backend.int64)
+
+    def to(self, *args: Any, dtype=None, device=None) -> Tensor:
+        """This tensor in another dtype (itself if it already has it); ``"cpu"`` is accepted
+        as the device, the only one so far."""
+        for arg in args:
+            if isinstance(arg, str) or type(arg).__name__ == "device":
+                device = arg
+            elif isinstance(arg, Tensor):
+                dtype = arg.dtype
+            else:
+                dtype = arg
+        if device is not None and str(device) != "cpu":
+            raise RuntimeError(f"device {str(device)!r} is not available; only 'cpu' is")
+        if dtype is None or _backend.xp.dtype(dtype) == self.data.dtype:
+            return self
+        if not _backend.is_floating(dtype):
+            return self.detach().astype(dtype)  # integers and bools carry no gradient
+        return self.astype(dtype)
+
+    def view(self, *shape) -> Tensor:
+        """The same values in another shape (``reshape``; one -1 allowed)."""
+        return self.reshape(*shape)
+
+    def tolist(self) -> Any:
+        """The values as (nested lists of) Python numbers."""
+        return self.data.tolist()
+
+    # Functions returning several tensors, or dispatching on their arguments, as methods.
+    def max(self, dim=None, keepdim: bool = False):
+        from flowgrad.ops.selection import max
+
+        return max(self, dim, keepdim)
+
+    def min(self, dim=None, keepdim: bool = False):
+        from flowgrad.ops.selection import min
+
+        return min(self, dim, keepdim)
+
+    def split(self, split_size, dim: int = 0) -> tuple:
+        from flowgrad.ops.shape import split
+
+        return split(self, split_size, dim)
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple:
+        from flowgrad.ops.shape import chunk
+
+        return chunk(self, chunks, dim)
+
     def __array__(self, dtype=None, copy=None):
         return self.data if dtype is None else self.data.astype(dtype)
 

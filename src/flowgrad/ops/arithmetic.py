@@ -134,3 +134,21 @@ gt = _comparison("gt", "greater", ">")
 ge = _comparison("ge", "greater_equal", ">=")
 eq = _comparison("eq", "equal", "==")
 ne = _comparison("ne", "not_equal", "!=")
+
+
+@op(method=True)
+def bmm(xp, x, y):
+    """Batched matrix product of (b, n, m) and (b, m, p); d/dx = g @ yᵀ, d/dy = xᵀ @ g"""
+    if x.ndim != 3 or y.ndim != 3:
+        raise ShapeError(f"bmm: both operands must be 3-D (batch, rows, cols), got shapes "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")
+    if x.shape[0] != y.shape[0] or x.shape[2] != y.shape[1]:
+        raise ShapeError(f"bmm: shapes {tuple(x.shape)} and {tuple(y.shape)} do not fit: "
+                         "the batch sizes must be equal and x's last dim must equal y's "
+                         "second")
+    return xp.matmul(x, y)
+
+
+@bmm.rule
+def _(g, x, y, needs):
+    return (bmm(g, y.mT) if needs[0] else None), (bmm(x.mT, g) if needs[1] else None)

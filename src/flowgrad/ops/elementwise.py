@@ -204,3 +204,175 @@ def cast(xp, x, *, dtype):
 @cast.rule
 def _(g, x, dtype):
     return cast(g, dtype=x.dtype) if x.dtype.kind == "f" else None
+
+
+# ---------------------------------------------------------------- more elementwise functions
+
+
+@op(method=True)
+def log1p(xp, x):
+    """log1p'(x) = 1/(1 + x); accurate for tiny x"""
+    return xp.log1p(x)
+
+
+@log1p.rule
+def _(g, x):
+    return g / (x + 1.0)
+
+
+@op(method=True)
+def expm1(xp, x):
+    """expm1'(x) = exp(x) = out + 1, from the saved output"""
+    return xp.expm1(x)
+
+
+@expm1.rule
+def _(g, x, out):
+    return g * (out + 1.0)
+
+
+@op(method=True)
+def square(xp, x):
+    """square'(x) = 2x"""
+    return xp.square(x)
+
+
+@square.rule
+def _(g, x):
+    return g * (x * 2.0)
+
+
+@op(method=True)
+def rsqrt(xp, x):
+    """rsqrt(x) = x^(-1/2); rsqrt'(x) = -out³/2, from the saved output"""
+    return 1.0 / xp.sqrt(x)
+
+
+@rsqrt.rule
+def _(g, x, out):
+    return g * (out * out * out * -0.5)
+
+
+@op(method=True)
+def softplus(xp, x, *, beta=1.0, threshold=20.0):
+    """log(1 + exp(beta·x))/beta, and x itself where beta·x > threshold (as PyTorch).
+
+    softplus'(x) = sigmoid(beta·x), and 1 on the linear part.
+    """
+    z = x * beta
+    # log1p(exp(-|z|)) + max(z, 0) is log(1 + exp(z)) without overflow.
+    soft = (xp.log1p(xp.exp(-xp.abs(z))) + xp.maximum(z, 0)) / beta
+    return xp.where(z > threshold, x, soft).astype(x.dtype, copy=False)
+
+
+@softplus.rule
+def _(g, x, beta, threshold):
+    z = x * beta
+    return where(z > threshold, g, g * sigmoid(z))
+
+
+@op(method=True)
+def silu(xp, x):
+    """silu(x) = x·sigmoid(x); silu'(x) = s·(1 + x·(1 - s)) with s = sigmoid(x)"""
+    return x * sigmoid.forward(xp, x)
+
+
+@silu.rule
+def _(g, x):
+    s = sigmoid(x)
+    return g * (s * (1.0 + x * (1.0 - s)))
+
+
+_SQRT_2_OVER_PI = 0.7978845608028654  # sqrt(2/pi)
+_INV_SQRT_2 = 0.7071067811865476
+_INV_SQRT_2PI = 0.3989422804014327  # 1/sqrt(2*pi)
+_GELU_C = 0.044715
+_TWO_OVER_SQRT_PI = 1.1283791670955126
+
+
+@op(method=True)
+def gelu(xp, x, *, approximate="none"):
+    """x·Φ(x) with Φ the standard normal CDF; approximate='tanh' uses PyTorch's tanh formula.
+
+    gelu'(x) = Φ(x) + x·φ(x) ('none'); for 'tanh', with u = √(2/π)(x + 0.044715x³) and
+    t = tanh(u): 0.5(1 + t) + 0.5x(1 - t²)·√(2/π)(1 + 3·0.044715x²).
+    """
+    if approximate == "none":
+        return (x * 0.5 * (1.0 + _erf(xp, x * _INV_SQRT_2))).astype(x.dtype, copy=False)
+    if approximate == "tanh":
+        return 0.5 * x * (1.0 + xp.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * x * x * x)))
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+@gelu.rule
+def _(g, x, approximate):
+    if approximate == "none":
+        cdf = (erf(x * _INV_SQRT_2) + 1.0) * 0.5
+        pdf = exp(x * x * -0.5) * _INV_SQRT_2PI
+        return g * (cdf + x * pdf)
+    x2 = x * x
+    t = tanh((x + x2 * x * _GELU_C) * _SQRT_2_OVER_PI)
+    du = (x2 * (3.0 * _GELU_C) + 1.0) * _SQRT_2_OVER_PI
+    return g * ((t + 1.0) * 0.5 + x * 0.5 * (1.0 - t * t) * du)
+
+
+@op(method=True)
+def elu(xp, x, *, alpha=1.0):
+    """x for x > 0, alpha·(exp(x) - 1) otherwise; elu'(x) = 1 for x > 0, alpha·exp(x) else"""
+    return xp.where(x > 0, x, xp.expm1(xp.minimum(x, 0)) * alpha).astype(x.dtype, copy=False)
+
+
+@elu.rule
+def _(g, x, alpha):
+    # alpha·exp(x) is out + alpha on the negative side; from x, so it differentiates again.
+    return where(x > 0, g, g * exp(minimum(x, 0.0)) * alpha)
+
+
+@op(method=True)
+def erf(xp, x):
+    """The error function; erf'(x) = 2/√π · exp(-x²)"""
+    return _erf(xp, x)
+
+
+@erf.rule
+def _(g, x):
+    return g * exp(x * x * -1.0) * _TWO_OVER_SQRT_PI
+
+
+# Chebyshev coefficients (fitted to the correctly rounded erf): erf(x)/x on |x| <= 2 in
+# s = x²/2 - 1, and erfc(x)·exp(x²) on 2 < |x| < 6 in s = x/2 - 2. Beyond 6, erf is ±1 in
+# float64. Both pieces agree with the true erf to about 2e-16 relative.
+_ERF_NEAR = (0.741555282042402, -0.30107107338659506, 0.06899483068983162,
+             -0.01391627126472228, 0.002420799522433482, -0.00036586396858474585,
+             4.862098443237997e-05, -5.749256558114257e-06, 6.113243579144515e-07,
+             -5.899101529077902e-08, 5.2070090532669195e-09, -4.2329760320419276e-10,
+             3.188121169775789e-11, -2.236147491516159e-12, 1.4676262579935265e-13,
+             -9.059457135972241e-15, 5.7806000960985875e-16)
+_ERFC_FAR = (0.15454893254411423, -0.0767400603482148, 0.018494874169701962,
+             -0.004337233595514163, 0.0009916839077238116, -0.00022144890703089618,
+             4.836760032122462e-05, -1.0346098326681436e-05, 2.1698719431975088e-06,
+             -4.4664937547978265e-07, 9.031674385191703e-08, -1.7955339483317277e-08,
+             3.5120800661074835e-09, -6.763532215710151e-10, 1.283184481661626e-10,
+             -2.3996999894031554e-11, 4.425919371470048e-12, -8.054525045283143e-13,
+             1.44703282077606e-13, -2.565472254318171e-14, 4.51982209447024e-15,
+             -7.739211430472264e-16, 1.3745777933877864e-16)
+
+
+def _chebyshev(xp, coefficients, s):
+    """Σ c_k T_k(s) by Clenshaw's recurrence."""
+    b1 = xp.zeros_like(s)
+    b2 = xp.zeros_like(s)
+    for c in coefficients[:0:-1]:
+        b1, b2 = 2.0 * s * b1 - b2 + c, b1
+    return s * b1 - b2 + coefficients[0]
+
+
+def _erf(xp, x):
+    """erf on an array, in float64 internally (NumPy has no erf), cast back to x's dtype."""
+    a = xp.abs(xp.asarray(x, dtype="float64"))
+    near = a * _chebyshev(xp, _ERF_NEAR, xp.minimum(a, 2.0) ** 2 * 0.5 - 1.0)
+    s = xp.clip(a, 2.0, 6.0) * 0.5 - 2.0
+    far = 1.0 - xp.exp(-xp.minimum(a, 6.0) ** 2) * _chebyshev(xp, _ERFC_FAR, s) * (a < 6.0)
+    out = xp.where(a <= 2.0, near, far) * xp.sign(x)
+    # NaN stays NaN (sign(nan) is nan); ±inf gives ±1 through the far branch.
+    return out.astype(x.dtype if x.dtype.kind == "f" else "float32", copy=False)

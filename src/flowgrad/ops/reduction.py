@@ -139,3 +139,131 @@ def _(g, x, out, dim):
     from flowgrad.ops.elementwise import exp
 
     return g - exp(out) * g.sum(dim=dim, keepdim=True)
+
+
+# ---------------------------------------------------------------- more reductions
+
+
+def _count(shape: tuple, dim) -> int:
+    """How many elements each output of a reduction over ``dim`` summarises."""
+    return math.prod(shape[a] for a in axes(dim, len(shape)))
+
+
+@op(method=True)
+def prod(xp, x, *, dim=None, keepdim=False):
+    """d prod(x)/dx_i = the product of the other elements (also where some x_j are 0)"""
+    return xp.prod(x, axis=axes(dim, x.ndim), keepdims=keepdim)
+
+
+@prod.rule
+def _(g, x, dim, keepdim):
+    from flowgrad.ops.elementwise import where
+
+    # The product of the others is prod/x_i, except at zeros: with one zero in the slice,
+    # only that element gets the product of the non-zeros; with two or more, all get 0.
+    zero = x == 0
+    nonzero = where(zero, 1.0, x)
+    rest = prod(nonzero, dim=dim, keepdim=True)
+    zeros = zero.sum(dim=axes(dim, x.ndim), keepdim=True)
+    share = where(zeros == 0, rest / nonzero, where((zeros == 1) * zero, rest, 0.0))
+    return keep_dims(g, x.shape, dim, keepdim) * share
+
+
+@op(method=True)
+def var(xp, x, *, dim=None, correction=1, keepdim=False):
+    """Σ(x - mean)² / (N - correction); d var/dx = 2(x - mean)/(N - correction)"""
+    ax = axes(dim, x.ndim)
+    with xp.errstate(divide="ignore", invalid="ignore"):
+        # N - correction <= 0 gives inf or nan, as in PyTorch (which warns).
+        return xp.var(x, axis=ax, ddof=correction, keepdims=keepdim)
+
+
+@var.rule
+def _(g, x, dim, correction, keepdim):
+    dof = _count(x.shape, dim) - correction
+    centred = x - x.mean(dim=axes(dim, x.ndim), keepdim=True)
+    return keep_dims(g, x.shape, dim, keepdim) * centred * (2.0 / dof if dof else math.inf)
+
+
+@op(method=True)
+def std(xp, x, *, dim=None, correction=1, keepdim=False):
+    """sqrt(var(x)); d std/dx = (x - mean)/((N - correction)·std), 0 where std = 0 (PyTorch)"""
+    ax = axes(dim, x.ndim)
+    with xp.errstate(divide="ignore", invalid="ignore"):
+        return xp.std(x, axis=ax, ddof=correction, keepdims=keepdim)
+
+
+@std.rule
+def _(g, x, out, dim, correction, keepdim):
+    from flowgrad.ops.elementwise import where
+
+    dof = _count(x.shape, dim) - correction
+    out = keep_dims(out, x.shape, dim, keepdim)
+    # A safe denominator: masking after dividing by 0 would still give nan in order 2.
+    flat = out == 0
+    scale = where(flat, 0.0, keep_dims(g, x.shape, dim, keepdim) / where(flat, 1.0, out))
+    centred = x - x.mean(dim=axes(dim, x.ndim), keepdim=True)
+    return scale * centred * (1.0 / dof if dof else math.inf)
+
+
+def _norm_order(p) -> float:
+    if p == "fro":
+        return 2.0
+    if isinstance(p, str) or not isinstance(p, (int, float)) or isinstance(p, bool):
+        raise ValueError(f"norm: p must be a positive number, inf or 'fro', got {p!r}")
+    p = float(p)
+    if not p > 0:
+        raise ValueError(f"norm: p must be positive (or inf), got {p}")
+    return p
+
+
+@op(method=True)
+def norm(xp, x, *, p=2, dim=None, keepdim=False):
+    """The vector p-norm over ``dim`` (p = 1, 2, inf, or any p > 0).
+
+    d‖x‖₂/dx = x/‖x‖ (0 at x = 0), d‖x‖₁/dx = sign(x), d‖x‖∞/dx = sign(x) at the largest
+    |x|, split evenly between ties (as PyTorch); otherwise sign(x)·|x|^(p-1)/‖x‖^(p-1).
+    """
+    p = _norm_order(p)
+    ax = axes(dim, x.ndim)
+    a = xp.abs(x)
+    if p == math.inf:
+        return xp.amax(a, axis=ax, keepdims=keepdim)
+    if p == 1.0:
+        return xp.sum(a, axis=ax, keepdims=keepdim)
+    if p == 2.0:
+        return xp.sqrt(xp.sum(a * a, axis=ax, keepdims=keepdim))
+    return xp.sum(a ** p, axis=ax, keepdims=keepdim) ** (1.0 / p)
+
+
+@norm.rule
+def _(g, x, out, p, dim, keepdim):
+    from flowgrad.ops.elementwise import abs, sign, where
+
+    p = _norm_order(p)
+    g = keep_dims(g, x.shape, dim, keepdim)
+    if p == 1.0:
+        return g * sign(x)
+    out = keep_dims(out, x.shape, dim, keepdim)
+    if p == math.inf:
+        mask = (abs(x) == out).astype(g.dtype)
+        return g * sign(x) * (mask / mask.sum(dim=axes(dim, x.ndim), keepdim=True))
+    flat = out == 0
+    safe = where(flat, 1.0, out)
+    if p == 2.0:
+        return where(flat, 0.0, g / safe) * x
+    return where(flat, 0.0, g / safe ** (p - 1.0)) * sign(x) * abs(x) ** (p - 1.0)
+
+
+@op(method=True)
+def cumsum(xp, x, *, dim):
+    """Running sums along dim; the gradient is the reversed running sum of g"""
+    out = xp.cumsum(x, axis=axes(dim, x.ndim)[0] if x.ndim else None)
+    return out.reshape(x.shape)
+
+
+@cumsum.rule
+def _(g, x, dim):
+    from flowgrad.ops.shape import flip
+
+    return flip(cumsum(flip(g, dim), dim=dim), dim)

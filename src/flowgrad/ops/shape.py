@@ -184,3 +184,335 @@ def broadcast_to(xp, x, *, shape):
 @broadcast_to.rule
 def _(g, x, shape):
     return sum_to(g, shape=x.shape)
+
+
+# ---------------------------------------------------------------- more shape and indexing ops
+
+
+def _index_array(index, what: str):
+    """An integer index (Tensor, array or nested list) as an int64 array, else TypeError."""
+    from flowgrad.tensor import Tensor
+
+    arr = index.data if isinstance(index, Tensor) else _backend.asarray(index)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{what}: index must hold integers, got dtype {arr.dtype}")
+    return arr.astype(_backend.int64, copy=False)
+
+
+def _dims(dims, ndim: int) -> tuple[int, ...]:
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    return axes(dims, ndim) if ndim else ()
+
+
+@op(method=True, varargs="dims")
+def flip(xp, x, *, dims):
+    """x reversed along ``dims``; the gradient is flipped back"""
+    return xp.flip(x, axis=_dims(dims, x.ndim)) if x.ndim else x.copy()
+
+
+@flip.rule
+def _(g, x, dims):
+    return flip(g, dims)
+
+
+@op(method=True, varargs="sizes")
+def expand(xp, x, *, sizes):
+    """x broadcast to ``sizes`` (-1 keeps a dim, new dims go in front); the gradient is summed
+    back to x's shape"""
+    sizes = tuple(int(s) for s in sizes)
+    lead = len(sizes) - x.ndim
+    if lead < 0:
+        raise ShapeError(f"expand: the number of sizes {len(sizes)} must be at least the number "
+                         f"of dims of the input of shape {tuple(x.shape)}")
+    shape = []
+    for i, s in enumerate(sizes):
+        own = x.shape[i - lead] if i >= lead else None
+        if s == -1:
+            if own is None:
+                raise ShapeError(f"expand: -1 is not allowed for the new leading dim {i} "
+                                 f"(sizes {sizes})")
+            s = own
+        if s < 0 or (own is not None and own != 1 and own != s):
+            raise ShapeError(f"expand: the input of shape {tuple(x.shape)} cannot be expanded "
+                             f"to {sizes}: size {own} at dim {i} is neither 1 nor {s}")
+        shape.append(s)
+    return xp.broadcast_to(x, tuple(shape))
+
+
+@expand.rule
+def _(g, x, sizes):
+    return sum_to(g, shape=x.shape)
+
+
+@op(method=True, varargs="sizes")
+def repeat(xp, x, *, sizes):
+    """x tiled ``sizes`` times along each dim (PyTorch's Tensor.repeat); the gradient sums the
+    copies"""
+    sizes = tuple(int(s) for s in sizes)
+    if len(sizes) < x.ndim:
+        raise ShapeError(f"repeat: the number of repeats {len(sizes)} must be at least the "
+                         f"number of dims of the input of shape {tuple(x.shape)}")
+    if any(s < 0 for s in sizes):
+        raise ValueError(f"repeat: repeats must be >= 0, got {sizes}")
+    return xp.tile(x, sizes)
+
+
+@repeat.rule
+def _(g, x, sizes):
+    shape = (1,) * (len(sizes) - x.ndim) + tuple(x.shape)
+    split = []
+    for r, n in zip(sizes, shape):
+        split += [r, n]
+    return g.reshape(tuple(split)).sum(dim=tuple(range(0, len(split), 2))).reshape(x.shape)
+
+
+def _along(index, dim: int):
+    """The full advanced index that picks ``index`` along ``dim`` and position elsewhere."""
+    xp = _backend.xp
+    parts = []
+    for d, n in enumerate(index.shape):
+        if d == dim:
+            parts.append(index)
+        else:
+            shape = [1] * index.ndim
+            shape[d] = n
+            parts.append(xp.arange(n).reshape(shape))
+    return tuple(parts)
+
+
+@op(method=True)
+def gather(xp, x, *, dim, index):
+    """out[i][j][k] = x[i][index[i][j][k]][k] (for dim 1); repeated indices accumulate in the
+    gradient, which is scattered back with index_add"""
+    index = _index_array(index, "gather")
+    d = axes(dim, x.ndim)[0] if x.ndim else 0
+    if index.ndim != x.ndim:
+        raise ShapeError(f"gather: index of shape {tuple(index.shape)} must have as many dims "
+                         f"as the input of shape {tuple(x.shape)}")
+    for a in range(x.ndim):
+        if a != d and index.shape[a] > x.shape[a]:
+            raise ShapeError(f"gather: index of shape {tuple(index.shape)} is larger than the "
+                             f"input of shape {tuple(x.shape)} at dim {a}")
+    if index.size and (index.min() < 0 or index.max() >= x.shape[d]):
+        raise IndexError(f"gather: index values must lie in [0, {x.shape[d]}) for dim {dim} "
+                         f"of shape {tuple(x.shape)}, got min {index.min()} and max "
+                         f"{index.max()}")
+    return x[_along(index, d)]
+
+
+@gather.rule
+def _(g, x, dim, index):
+    from flowgrad.creation import zeros
+
+    d = axes(dim, x.ndim)[0] if x.ndim else 0
+    return index_add(zeros(x.shape, dtype=g.dtype), g,
+                     index=_along(_index_array(index, "gather"), d))
+
+
+@op(method=True)
+def index_select(xp, x, *, dim, index):
+    """The entries of x at ``index`` (1-D) along dim; repeated indices accumulate in the
+    gradient"""
+    index = _index_array(index, "index_select")
+    if index.ndim > 1:
+        raise ShapeError(f"index_select: index must be 1-D, got shape {tuple(index.shape)}")
+    d = axes(dim, x.ndim)[0] if x.ndim else 0
+    n = x.shape[d] if x.ndim else 1
+    if index.size and (index.min() < 0 or index.max() >= n):
+        raise IndexError(f"index_select: index values must lie in [0, {n}) for dim {dim} of "
+                         f"shape {tuple(x.shape)}, got min {index.min()} and max {index.max()}")
+    return xp.take(x, index.reshape(-1), axis=d) if x.ndim else x[()]
+
+
+@index_select.rule
+def _(g, x, dim, index):
+    from flowgrad.creation import zeros
+
+    d = axes(dim, x.ndim)[0]
+    where = (slice(None),) * d + (_index_array(index, "index_select").reshape(-1),)
+    return index_add(zeros(x.shape, dtype=g.dtype), g, index=where)
+
+
+@op(method=True)
+def masked_fill(xp, x, mask, value):
+    """x with ``value`` where ``mask`` holds; the gradient goes to x where it does not and to a
+    tensor ``value`` (summed) where it does"""
+    if mask.dtype != _backend.bool_:
+        raise TypeError(f"masked_fill: mask must be a bool tensor, got dtype {mask.dtype}")
+    if xp.broadcast_shapes(mask.shape, x.shape) != x.shape:
+        raise ShapeError(f"masked_fill: mask of shape {tuple(mask.shape)} does not broadcast "
+                         f"to the input of shape {tuple(x.shape)}")
+    if xp.ndim(value) != 0:
+        raise ValueError(f"masked_fill: value must be a number or a 0-d tensor, got shape "
+                         f"{tuple(xp.shape(value))}")
+    return xp.where(mask, xp.asarray(value, dtype=x.dtype), x)
+
+
+@masked_fill.rule
+def _(g, x, mask, value, needs):
+    from flowgrad.ops.elementwise import where
+
+    gx = where(mask, 0.0, g) if needs[0] else None
+    gv = where(mask, g, 0.0) if needs[2] else None
+    return gx, None, gv
+
+
+@op(method=True)
+def tril(xp, x, *, diagonal=0):
+    """The lower triangle (on and below ``diagonal``) of the last two dims; zeros elsewhere"""
+    if x.ndim < 2:
+        raise ShapeError(f"tril: the input needs at least 2 dims, got shape {tuple(x.shape)}")
+    return xp.tril(x, k=diagonal)
+
+
+@tril.rule
+def _(g, x, diagonal):
+    return tril(g, diagonal=diagonal)
+
+
+@op(method=True)
+def triu(xp, x, *, diagonal=0):
+    """The upper triangle (on and above ``diagonal``) of the last two dims; zeros elsewhere"""
+    if x.ndim < 2:
+        raise ShapeError(f"triu: the input needs at least 2 dims, got shape {tuple(x.shape)}")
+    return xp.triu(x, k=diagonal)
+
+
+@triu.rule
+def _(g, x, diagonal):
+    return triu(g, diagonal=diagonal)
+
+
+def split(tensor, split_size_or_sections, dim: int = 0) -> tuple:
+    """Pieces of ``tensor`` along ``dim``: of size ``split_size_or_sections`` (an int; the last
+    may be smaller) or of the sizes in a list, as in PyTorch. Each piece is a slice (view)."""
+    n_dims = tensor.ndim
+    d = axes(dim, n_dims)[0]
+    n = tensor.shape[d]
+    if isinstance(split_size_or_sections, int):
+        size = split_size_or_sections
+        if size <= 0:
+            raise ValueError(f"split: split_size must be positive, got {size}")
+        sizes = [min(size, n - start) for start in range(0, n, size)] or [0]
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        if sum(sizes) != n or any(s < 0 for s in sizes):
+            raise ValueError(f"split: sizes {sizes} must be >= 0 and add up to {n}, the size of "
+                             f"dim {dim} of shape {tuple(tensor.shape)}")
+    pieces, start = [], 0
+    for s in sizes:
+        pieces.append(tensor[(slice(None),) * d + (slice(start, start + s),)])
+        start += s
+    return tuple(pieces)
+
+
+def chunk(input, chunks: int, dim: int = 0) -> tuple:
+    """``input`` split into ``chunks`` pieces of size ceil(n / chunks) along ``dim`` (the last
+    may be smaller, and there may be fewer pieces), as in PyTorch."""
+    if not isinstance(chunks, int) or chunks <= 0:
+        raise ValueError(f"chunk: chunks must be a positive int, got {chunks!r}")
+    n = input.shape[axes(dim, input.ndim)[0]]
+    return split(input, max(-(-n // chunks), 1), dim)
+
+
+# -- einsum: the equation is normalised to explicit letters (no '...', an explicit output)
+
+
+def _einsum_equation(equation: str, ndims: tuple[int, ...]) -> str:
+    """``equation`` with every '...' spelled out in letters and the output made explicit."""
+    import string
+
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(ndims):
+        raise ValueError(f"einsum: the equation {equation!r} has {len(terms)} operand(s) but "
+                         f"{len(ndims)} were given")
+    used = set(eq) - set(".,->")
+    if not all(c.isalpha() for c in used):
+        raise ValueError(f"einsum: subscripts must be letters, got {equation!r}")
+    spare = [c for c in string.ascii_letters if c not in used]
+    n_ell = 0
+    for term, nd in zip(terms, ndims):
+        letters = len(term.replace("...", ""))
+        if "..." in term:
+            n_ell = max(n_ell, nd - letters)
+        elif letters != nd:
+            raise ShapeError(f"einsum: subscripts {term!r} name {letters} dims but the operand "
+                             f"has {nd}")
+    ell = "".join(spare[:n_ell])
+    out_terms = []
+    for term, nd in zip(terms, ndims):
+        k = nd - len(term.replace("...", ""))
+        out_terms.append(term.replace("...", ell[len(ell) - k:] if k else ""))
+    if arrow:
+        out = rhs.replace("...", ell)
+    else:
+        counts = {}
+        for c in "".join(out_terms):
+            counts[c] = counts.get(c, 0) + 1
+        out = ell + "".join(sorted(c for c, k in counts.items() if k == 1 and c not in ell))
+    return ",".join(out_terms) + "->" + out
+
+
+@op("einsum", variadic=True)
+def _einsum(xp, *operands, equation):
+    """Einstein summation. The gradient of each operand is another einsum: of g with the other
+    operands, ones for the letters only it has, and identities for its repeated letters"""
+    eq = _einsum_equation(equation, tuple(o.ndim for o in operands))
+    try:
+        return xp.asarray(xp.einsum(eq, *operands))
+    except ValueError as exc:
+        shapes = ", ".join(str(tuple(o.shape)) for o in operands)
+        raise ShapeError(f"einsum: {equation!r} does not fit operands of shapes {shapes}: "
+                         f"{exc}") from None
+
+
+@_einsum.rule
+def _(g, *operands, equation, needs):
+    import string
+
+    from flowgrad.creation import eye, ones
+
+    eq = _einsum_equation(equation, tuple(o.ndim for o in operands))
+    lhs, out = eq.split("->")
+    terms = lhs.split(",")
+    spare = [c for c in string.ascii_letters if c not in eq]
+    grads = []
+    for k, term in enumerate(terms):
+        if not needs[k]:
+            grads.append(None)
+            continue
+        others = [(t, o) for i, (t, o) in enumerate(zip(terms, operands)) if i != k]
+        seen = set(out) | {c for t, _ in others for c in t}
+        target, extra, fresh = [], [], iter(spare)
+        for pos, c in enumerate(term):
+            n = operands[k].shape[pos]
+            if c in target:
+                # A repeated letter (a diagonal): a new letter tied to c by an identity.
+                new = next(fresh)
+                extra.append((c + new, eye(n, dtype=g.dtype)))
+                target.append(new)
+                continue
+            if c not in seen:
+                extra.append((c, ones(n, dtype=g.dtype)))  # summed away: broadcast back
+                seen.add(c)
+            target.append(c)
+        parts = [(out, g), *others, *extra]
+        spec = ",".join(t for t, _ in parts) + "->" + "".join(target)
+        grads.append(_einsum([o for _, o in parts], equation=spec))
+    return tuple(grads)
+
+
+def einsum(equation: str, *operands):
+    """Einstein summation over ``operands`` (as ``torch.einsum``; NumPy's conventions for
+    '...' and the implicit output). The operands may also come as one list.
+
+    Example:
+        >>> import flowgrad as fg
+        >>> fg.einsum("ij,jk->ik", fg.ones(2, 3), fg.ones(3, 4)).shape
+        (2, 4)
+    """
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    return _einsum(operands, equation=equation)
