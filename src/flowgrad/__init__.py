@@ -117,7 +117,7 @@ from flowgrad.transforms import grad, hessian, jacobian, jvp, value_and_grad, vj
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"nn", "optim", "data", "viz", "engine", "serialize", "training"}
+_SUBMODULES = {"nn", "optim", "data", "viz", "engine", "serialize", "training", "distributed"}
 
 
 def __getattr__(name: str):

@@ -19,6 +19,7 @@ from flowgrad.data.mnist import (
     load_idx_dataset,
     load_mnist,
 )
+from flowgrad.data.sampler import DistributedSampler
 
 __all__ = [
     "FASHION_MNIST",
@@ -26,6 +27,7 @@ __all__ = [
     "MNIST",
     "ChecksumError",
     "DataLoader",
+    "DistributedSampler",
     "DownloadError",
     "IDXSource",
     "TensorDataset",

@@ -54,6 +54,11 @@ class DataLoader:
     other datasets (anything with ``__len__`` and ``__getitem__``) are read sample by
     sample and stacked by :func:`default_collate`.
 
+    With ``sampler`` (any object with ``__len__`` whose iteration yields dataset indices,
+    such as :class:`~flowgrad.data.DistributedSampler`) the loader visits the samples in
+    the sampler's order, asking it afresh each epoch; ``shuffle`` must then stay False, as
+    in PyTorch.
+
     Randomness: with ``seed`` given, the loader owns a ``numpy.random.Generator(seed)`` and
     draws each epoch's permutation from it, so two loaders with the same seed give the same
     sequence of epochs, and consecutive epochs differ. With ``seed=None`` the permutations
@@ -66,9 +71,11 @@ class DataLoader:
         shuffle: visit the samples in a new random order each epoch.
         drop_last: drop the final batch when it has fewer than ``batch_size`` samples.
         seed: seed of the loader's own generator (see above).
+        sampler: where the indices come from (see above).
 
     Raises:
-        ValueError: ``batch_size`` is not a positive integer.
+        ValueError: ``batch_size`` is not a positive integer, or both ``sampler`` and
+            ``shuffle`` given.
         TypeError: ``dataset`` has no length.
 
     Example:
@@ -79,14 +86,22 @@ class DataLoader:
     """
 
     def __init__(self, dataset: Any, batch_size: int = 1, shuffle: bool = False,
-                 drop_last: bool = False, seed: int | None = None):
+                 drop_last: bool = False, seed: int | None = None, sampler: Any = None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
                 or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
             raise TypeError("DataLoader needs a dataset with __len__ and __getitem__, got "
                             f"{type(dataset).__name__}")
+        if sampler is not None:
+            if shuffle:
+                raise ValueError("sampler option is mutually exclusive with shuffle (the "
+                                 "sampler decides the order)")
+            if not hasattr(sampler, "__len__") or not hasattr(sampler, "__iter__"):
+                raise TypeError("DataLoader's sampler needs __len__ and __iter__, got "
+                                f"{type(sampler).__name__}")
         self.dataset = dataset
+        self.sampler = sampler
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
@@ -96,12 +111,14 @@ class DataLoader:
 
     def __len__(self) -> int:
         """The number of batches in one epoch."""
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         if self.drop_last:
             return n // self.batch_size
         return -(-n // self.batch_size)
 
     def _order(self) -> np.ndarray:
+        if self.sampler is not None:
+            return np.fromiter(iter(self.sampler), dtype=np.int64, count=len(self.sampler))
         n = len(self.dataset)
         if not self.shuffle:
             return np.arange(n)
@@ -121,5 +138,7 @@ class DataLoader:
             yield self._fetch(order[b * bs:(b + 1) * bs])
 
     def __repr__(self) -> str:
+        sampler = "" if self.sampler is None else f", sampler={self.sampler!r}"
         return (f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, "
-                f"shuffle={self.shuffle}, drop_last={self.drop_last}, seed={self.seed})")
+                f"shuffle={self.shuffle}, drop_last={self.drop_last}, seed={self.seed}"
+                f"{sampler})")

@@ -9,7 +9,7 @@
     (32, 64)
 """
 
-from flowgrad.nn import functional, init
+from flowgrad.nn import functional, init, parallel
 from flowgrad.nn.layers import (
     Flatten,
     Identity,
@@ -28,5 +28,5 @@ from flowgrad.nn.module import IncompatibleKeys, Module, Parameter
 __all__ = [
     "Module", "Parameter", "IncompatibleKeys", "Linear", "Sequential", "Identity", "ReLU",
     "Sigmoid", "Tanh", "LeakyReLU", "Softmax", "LogSoftmax", "Flatten", "MSELoss",
-    "CrossEntropyLoss", "BCEWithLogitsLoss", "functional", "init",
+    "CrossEntropyLoss", "BCEWithLogitsLoss", "functional", "init", "parallel",
 ]
