@@ -246,6 +246,122 @@ def all_gather_object(obj: Any) -> list[Any]:
     return list(_world().allgather(obj))
 
 
+def local_world_size() -> int:
+    """How many processes of the group run on this machine (shared-memory node)."""
+    MPI = _mpi()
+    node = _world().Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return int(node.Get_size())
+    finally:
+        node.Free()
+
+
+def limit_blas_threads(threads: int | None = None) -> int:
+    """Cap the BLAS/OpenMP threads of this process so the job does not oversubscribe cores.
+
+    Each process of a data-parallel job runs its own matrix products; if every one used
+    all cores (OpenBLAS' and MKL's default), the cores would be oversubscribed and
+    everything slows down. The default gives each process an equal share: the cores this
+    process may run on divided by the processes on this machine (at least 1). When the
+    launcher already pinned the process to fewer cores (Open MPI binds by default) those
+    cores are its share. Variables the user set (``OMP_NUM_THREADS``,
+    ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``) win: then nothing is changed.
+
+    Uses threadpoolctl, which changes the limits of the already-loaded BLAS at run time.
+
+    Args:
+        threads: the number to use instead of the computed share.
+
+    Returns:
+        The thread count now in force (0 when a user variable decided it, or when
+        threadpoolctl is missing and nothing could be changed).
+    """
+    if threads is None:
+        if any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                             "MKL_NUM_THREADS")):
+            return 0
+        threads = blas_threads_share(local_world_size() if is_initialized() else 1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return 0
+    threadpool_limits(limits=int(threads))
+    return int(threads)
+
+
+def blas_threads_share(processes: int) -> int:
+    """Cores this process may use divided among ``processes`` processes (at least 1)."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        available = os.cpu_count() or 1
+    if available < (os.cpu_count() or available):
+        return available  # already pinned by the launcher: that is this process's share
+    return max(1, available // max(1, int(processes)))
+
+
+def find_mpiexec() -> str | None:
+    """The MPI launcher: the virtual environment's own (the mpich package puts it beside
+    Python), else ``mpiexec`` or ``mpirun`` on PATH; None if there is none."""
+    import shutil
+
+    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    if os.path.isfile(here) and os.access(here, os.X_OK):
+        return here
+    return shutil.which("mpiexec") or shutil.which("mpirun")
+
+
+def _is_open_mpi(mpiexec: str) -> bool:
+    import subprocess
+
+    try:
+        out = subprocess.run([mpiexec, "--version"], capture_output=True, text=True,
+                             timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    text = (out.stdout + out.stderr).lower()
+    return "open mpi" in text or "open-mpi" in text or "openrte" in text or "prrte" in text
+
+
+def mpiexec_command(nproc: int, argv: list[str],
+                    mpiexec: str | None = None) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that start ``argv`` as ``nproc`` MPI processes.
+
+    Works with MPICH's and Open MPI's launchers: for Open MPI it adds ``--oversubscribe``
+    (more processes than cores is allowed, as with MPICH) and, when running as root (in
+    containers and CI), the two variables Open MPI requires to allow that. Each process's
+    BLAS threads are set to its share of the cores (see :func:`blas_threads_share`) unless
+    the caller's environment already sets them.
+
+    Args:
+        nproc: number of processes.
+        argv: the program and its arguments.
+        mpiexec: the launcher (default: :func:`find_mpiexec`).
+
+    Returns:
+        ``(command, env)`` for :func:`subprocess.run`.
+
+    Raises:
+        RuntimeError: no launcher found (the message says how to install one).
+    """
+    exe = mpiexec or find_mpiexec()
+    if exe is None:
+        raise RuntimeError(f"no mpiexec found: {INSTALL_HINT}")
+    cmd = [exe, "-n", str(int(nproc))]
+    env = dict(os.environ)
+    if _is_open_mpi(exe):
+        cmd.append("--oversubscribe")
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    if not any(env.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                    "MKL_NUM_THREADS")):
+        share = str(blas_threads_share(int(nproc)))
+        for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[v] = share
+    return cmd + list(argv), env
+
+
 def destroy_process_group() -> None:
     """Leave the default group; collectives raise again until the next init.
 
