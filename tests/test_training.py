@@ -336,7 +336,8 @@ def test_image_errors(tmp_path):
 
 def test_predict_classifies_clear_examples(short_run):
     images, labels = fg.data.load_digits("test")
-    probs = training._softmax(training.predict_logits(short_run.model, images.reshape(-1, 64)))
+    logits = training.predict_logits(short_run.model, images.reshape(-1, 64))
+    probs = fg.softmax(fg.tensor(logits), dim=1).numpy()
     clear = np.flatnonzero((probs.argmax(1) == labels) & (probs.max(1) > 0.99))[:5]
     assert len(clear) == 5
     preds = predict(short_run.run_dir, [_upscaled(images[k], 100 + 37 * k) for k in clear])

@@ -7,28 +7,28 @@ a JSON manifest member, ``__flowgrad_manifest__``, records the structure: the ne
 tuples, which leaves were Tensors, and the plain Python values (numbers, bools, strings,
 None) themselves. Nothing is ever unpickled, so loading a checkpoint cannot run code.
 
-Writes are atomic (:func:`atomic_write`): the archive goes to a temporary file in the same
-folder, is flushed and fsynced, then renamed over the destination, so a crash mid-write
-leaves the previous checkpoint intact. Every member's CRC-32 is checked on load, so a
-truncated or corrupted file raises :class:`CheckpointError` instead of loading wrong values.
+Writes are atomic (:func:`flowgrad._atomic.atomic_write`): the archive goes to a temporary
+file in the same folder, is flushed and fsynced, then renamed over the destination, so a
+crash mid-write leaves the previous checkpoint intact. Every member's CRC-32 is checked on
+load, so a truncated or corrupted file raises :class:`CheckpointError` instead of loading
+wrong values.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import math
 import os
-import secrets
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
 import numpy as np
 
+from flowgrad._atomic import atomic_write
 from flowgrad.creation import tensor
 from flowgrad.tensor import Tensor
 
@@ -39,62 +39,6 @@ VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint file that is truncated, corrupted or not a flowgrad checkpoint."""
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform, hence best effort.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, binary: bool = True) -> Iterator[IO[Any]]:
-    """Open a temporary file next to ``path``; on success move it over ``path`` atomically.
-
-    The temporary file lives in the destination's folder (so the final ``os.replace`` is a
-    rename within one filesystem), is flushed and fsynced before the rename, and is removed
-    if the ``with`` body raises, so ``path`` holds either its old content or the complete
-    new content, never a partial file.
-
-    Args:
-        path: the destination file.
-        binary: open in binary mode (default), else text mode with UTF-8.
-
-    Yields:
-        The open temporary file.
-
-    Example:
-        >>> with atomic_write("config.json", binary=False) as fh:  # doctest: +SKIP
-        ...     fh.write("{}")
-    """
-    path = Path(path)
-    folder = path.parent
-    if not folder.is_dir():
-        raise FileNotFoundError(errno.ENOENT, f"cannot write {path}: folder {folder} does not "
-                                "exist", str(folder))
-    tmp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    # "x": never clobber; the mode bits follow the umask like any newly created file.
-    fh = open(tmp, "xb") if binary else open(tmp, "x", encoding="utf-8")
-    try:
-        yield fh
-        fh.flush()
-        os.fsync(fh.fileno())
-        fh.close()
-        os.replace(tmp, path)
-    except BaseException:
-        fh.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(folder)
 
 
 def _where(keys: tuple) -> str:

@@ -46,10 +46,13 @@ from typing import Any
 import numpy as np
 
 import flowgrad as fg
+from flowgrad import _atomic
+from flowgrad.optim import catalogue
+from flowgrad.viz import figures
 
 DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist")
-OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam",
-                               "adamw")
+#: The optimizer names (:data:`flowgrad.optim.catalogue.OPTIMIZERS`).
+OPTIMIZERS: tuple[str, ...] = tuple(catalogue.OPTIMIZERS)
 SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 
 #: The learning rate each optimizer gets on the digits when none is given. Tuned on the
@@ -303,21 +306,8 @@ def make_optimizer(name: str, params: Iterable[Any], lr: float | None = None) ->
     Raises:
         ValueError: an unknown name.
     """
-    from flowgrad import optim
-
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    lr = DEFAULT_LR[name] if lr is None else float(lr)
-    params = list(params)
-    if name == "sgd":
-        return optim.SGD(params, lr=lr)
-    if name == "momentum":
-        return optim.SGD(params, lr=lr, momentum=0.9)
-    if name == "nesterov":
-        return optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
-    kinds = {"adagrad": optim.Adagrad, "rmsprop": optim.RMSprop, "adam": optim.Adam,
-             "adamw": optim.AdamW}
-    return kinds[name](params, lr=lr)
+    # The catalogue rejects unknown names; the rate tuned for the digits is the default.
+    return catalogue.make_optimizer(name, params, DEFAULT_LR.get(name) if lr is None else lr)
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
@@ -390,18 +380,12 @@ def predict_logits(model: Any, x: np.ndarray, batch_size: int = _EVAL_BATCH) -> 
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), dtype=np.float32)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)  # exp never overflows
-    e = np.exp(shifted)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
-    # Stable log-softmax, in float64 so the mean over many samples loses nothing.
-    z = logits.astype(np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return float(-log_p[np.arange(len(labels)), labels].mean())
+    from flowgrad.nn import functional as F
+
+    # In float64, so the mean over many samples loses nothing.
+    with fg.no_grad():
+        return F.cross_entropy(fg.tensor(logits.astype(np.float64)), fg.tensor(labels)).item()
 
 
 def _evaluate_arrays(model: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -430,20 +414,6 @@ def _make_run_dir(out: str | os.PathLike | None, dataset: str) -> Path:
     except OSError as exc:
         raise OSError(f"cannot create run folder {run_dir}: {exc.strerror or exc}") from exc
     return run_dir
-
-
-def _write_text(path: Path, text: str) -> None:
-    from flowgrad.serialize import atomic_write
-
-    with atomic_write(path, binary=False) as fh:
-        fh.write(text)
-
-
-def _write_bytes(path: Path, payload: bytes) -> None:
-    from flowgrad.serialize import atomic_write
-
-    with atomic_write(path) as fh:
-        fh.write(payload)
 
 
 def _config_document(config: TrainConfig, splits: DatasetSplits, model: Any) -> dict:
@@ -504,28 +474,6 @@ def read_metrics(run_dir: str | os.PathLike) -> list[EpochMetrics]:
         raise ValueError(f"{path} is not a flowgrad metrics file ({exc})") from None
 
 
-def _require(module: str, purpose: str) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise ImportError(f"{purpose} needs {module}; install it with "
-                          "pip install 'flowgrad[train]'")
-
-
-def _figure(figsize: tuple[float, float]) -> Any:
-    # A bare Figure renders with the Agg canvas and never touches pyplot's global backend,
-    # so training from a notebook or a GUI session leaves its plotting state alone.
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=figsize, dpi=100, layout="constrained")
-
-
-def _save_figure(fig: Any, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    _write_bytes(path, buf.getvalue())
-
-
 def plot_curves(metrics: Sequence[EpochMetrics], path: str | os.PathLike,
                 title: str = "training curves") -> Path:
     """Draw loss and accuracy against epoch into a PNG file (written atomically).
@@ -538,9 +486,9 @@ def plot_curves(metrics: Sequence[EpochMetrics], path: str | os.PathLike,
     Returns:
         ``path`` as a ``Path``.
     """
-    _require("matplotlib", "plotting the curves")
+    figures.require("matplotlib", "plotting the curves")
     epochs = [m.epoch for m in metrics]
-    fig = _figure((10, 4))
+    fig = figures.new_figure((10, 4), dpi=100)
     ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [m.train_loss for m in metrics], "o-", ms=3, label="train")
     ax_loss.plot(epochs, [m.test_loss for m in metrics], "s-", ms=3, label="test")
@@ -554,9 +502,7 @@ def plot_curves(metrics: Sequence[EpochMetrics], path: str | os.PathLike,
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    path = Path(path)
-    _save_figure(fig, path)
-    return path
+    return figures.save_figure(fig, path, dpi=100)
 
 
 # --------------------------------------------------------------------------- training
@@ -609,7 +555,7 @@ def train(config: TrainConfig, progress: bool = True,
     started = time.perf_counter()
     config = dataclasses.replace(config)  # validates; the caller's copy stays untouched
     if plot:
-        _require("matplotlib", "plotting the curves")
+        figures.require("matplotlib", "plotting the curves")
     splits = load_dataset(config.dataset, config.data_dir, config.download)
     run_dir = _make_run_dir(config.out, config.dataset)
     config = dataclasses.replace(config, lr=config.learning_rate, out=str(run_dir))
@@ -622,7 +568,7 @@ def train(config: TrainConfig, progress: bool = True,
 
     files = {"checkpoint": run_dir / CHECKPOINT_FILE, "config": run_dir / CONFIG_FILE,
              "metrics": run_dir / METRICS_FILE}
-    _write_text(files["config"],
+    _atomic.write_text(files["config"],
                 json.dumps(_config_document(config, splits, model), indent=2) + "\n")
     if log is not None:
         log(f"training {splits.in_features}-{config.hidden}-{len(splits.classes)} network "
@@ -665,7 +611,7 @@ def train(config: TrainConfig, progress: bool = True,
         metrics.append(m)
         fg.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "epoch": epoch}, files["checkpoint"])
-        _write_text(files["metrics"], _metrics_csv(metrics))
+        _atomic.write_text(files["metrics"], _metrics_csv(metrics))
         if log is not None:
             log(format_epoch(m, config.epochs))
         if scheduler is not None:
@@ -836,10 +782,10 @@ def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | os
     Returns:
         ``path`` as a ``Path``.
     """
-    _require("matplotlib", "drawing the confusion matrix")
+    figures.require("matplotlib", "drawing the confusion matrix")
     n = len(classes)
     long_names = max(len(c) for c in classes) > 3
-    fig = _figure((7.5, 6.5) if long_names else (6.5, 5.5))
+    fig = figures.new_figure((7.5, 6.5) if long_names else (6.5, 5.5), dpi=100)
     ax = fig.subplots()
     image = ax.imshow(confusion, cmap="Blues")
     fig.colorbar(image, ax=ax, label="samples")
@@ -852,9 +798,7 @@ def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | os
     for (i, j), count in np.ndenumerate(confusion):
         ax.text(j, i, str(int(count)), ha="center", va="center", fontsize=8,
                 color="white" if count > threshold else "black")
-    path = Path(path)
-    _save_figure(fig, path)
-    return path
+    return figures.save_figure(fig, path, dpi=100)
 
 
 def evaluate(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
@@ -879,7 +823,7 @@ def evaluate(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
     """
     run = load_run(run_dir)
     if plot:
-        _require("matplotlib", "drawing the confusion matrix")
+        figures.require("matplotlib", "drawing the confusion matrix")
     splits = load_dataset(run.config.dataset,
                           data_dir if data_dir is not None else run.config.data_dir)
     logits = predict_logits(run.model, splits.x_test)
@@ -1046,7 +990,7 @@ def preprocess_image(image: Any, dataset: str = "digits") -> np.ndarray:
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-    _require("PIL", "reading images")
+    figures.require("PIL", "reading images")
     name = image if isinstance(image, (str, os.PathLike)) else "the image"
     gray = _to_gray(image)
     if gray.shape[0] < 2 or gray.shape[1] < 2:
@@ -1138,7 +1082,9 @@ def predict(run_dir: str | os.PathLike | Run, images: Sequence[Any]) -> list[Pre
             raise RunError(f"the network expects {run.image_shape} images, preprocessing "
                              f"gave {x.shape}")
     batch = np.stack(inputs).reshape(len(inputs), -1)
-    probs = _softmax(predict_logits(run.model, batch).astype(np.float64))
+    with fg.no_grad():
+        probs = fg.softmax(fg.tensor(predict_logits(run.model, batch).astype(np.float64)),
+                           dim=1).numpy()
     out = []
     for k, (image, x, p) in enumerate(zip(images, inputs, probs)):
         source = str(image) if isinstance(image, (str, os.PathLike)) else f"image {k}"

@@ -8,12 +8,12 @@ markers and leaves every other line of an existing file as it was.
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from flowgrad._atomic import write_text
 
 COMPETITOR_LABELS = {"flowgrad": "flowgrad", "pytorch": "PyTorch", "numpy": "NumPy floor"}
 
@@ -219,20 +219,4 @@ def update_markdown(path: Path, report: Report) -> None:
         else:
             heading = {"machine": "Machine", "targets": "Targets"}.get(name, f"`{name}`")
             text = text.rstrip("\n") + f"\n\n## {heading}\n\n{_block(name, body)}\n"
-    atomic_write(path, text if text.endswith("\n") else text + "\n")
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_text(path, text if text.endswith("\n") else text + "\n")

@@ -35,9 +35,9 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    from flowgrad._atomic import write_text
     from flowgrad.bench import CASE_NAMES, _stderr_log, run_benchmarks
     from flowgrad.bench.report import (
-        atomic_write,
         render_case_text,
         render_targets_text,
         update_markdown,
@@ -94,6 +94,6 @@ def run(args: argparse.Namespace) -> int:
         update_markdown(Path(args.markdown), report)
         print(f"wrote {args.markdown}", file=sys.stderr)
     if args.json:
-        atomic_write(Path(args.json), json.dumps(report.to_json(), indent=1, default=str) + "\n")
+        write_text(Path(args.json), json.dumps(report.to_json(), indent=1, default=str) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)
     return 0

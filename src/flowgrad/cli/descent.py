@@ -27,6 +27,8 @@ MODES = ("2d", "1d", "basins")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from flowgrad.optim.catalogue import OPTIMIZERS
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = (
         "modes:\n"
@@ -34,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "  1d      one function, several learning rates, the stability bound 2/f''(x*)\n"
         "  basins  many starts; each path coloured by the minimum it reaches\n\n"
         "built-in surfaces: ill-conditioned, rosenbrock, beale, himmelblau, saddle\n"
-        "optimizers: sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw\n"
+        f"optimizers: {', '.join(OPTIMIZERS)}\n"
         "negative numbers after an option need '=': --start=-1.5,2"
     )
     parser.add_argument("mode", nargs="?", choices=MODES, default="2d",
@@ -104,14 +106,15 @@ def _positive(values: list[float], what: str) -> list[float]:
 
 
 def _names(text: str) -> list[str]:
-    from flowgrad.viz.descent import OPTIMIZERS
+    from flowgrad.optim.catalogue import OPTIMIZERS
 
     names = [n.strip().lower() for n in text.split(",") if n.strip()]
     if not names:
         raise CLIError("--optimizers: give at least one optimizer name")
     for n in names:
         if n not in OPTIMIZERS:
-            raise CLIError(f"--optimizers: unknown optimizer {n!r}; known: {', '.join(OPTIMIZERS)}")
+            raise CLIError(f"--optimizers: unknown optimizer {n!r}; choose one of "
+                           f"{', '.join(OPTIMIZERS)}")
     if len(set(names)) != len(names):
         raise CLIError("--optimizers: an optimizer is listed twice")
     return names

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from flowgrad.serialize import atomic_write
+from flowgrad._atomic import atomic_write
 
 DEFAULT_TIMEOUT = 60.0
 _CHUNK = 1 << 16

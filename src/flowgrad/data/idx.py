@@ -143,7 +143,7 @@ def write_idx(array: np.ndarray, path: str | os.PathLike, compress: bool | None 
     Returns:
         The path written.
     """
-    from flowgrad.serialize import atomic_write
+    from flowgrad._atomic import atomic_write
 
     path = Path(path)
     data = encode_idx(array)

@@ -13,7 +13,12 @@ from typing import Any
 from flowgrad import _backend
 from flowgrad.errors import ShapeError
 from flowgrad.ops.elementwise import leaky_relu, relu, sigmoid, tanh
-from flowgrad.ops.nn import REDUCTIONS, binary_cross_entropy_with_logits, cross_entropy, linear
+from flowgrad.ops.nn import (
+    _check_reduction,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    linear,
+)
 from flowgrad.ops.reduction import log_softmax, mean, softmax
 from flowgrad.ops.reduction import sum as _sum
 from flowgrad.tensor import Tensor
@@ -26,9 +31,7 @@ __all__ = [
 
 def check_reduction(reduction: str) -> str:
     """``reduction`` itself if it is one of 'mean', 'sum', 'none', else ValueError."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}; "
-                         f"got {reduction!r}")
+    _check_reduction(reduction)  # the one validator, shared with the fused loss ops
     return reduction
 
 

@@ -6,13 +6,15 @@ from typing import Any
 
 from flowgrad.nn import functional as F
 from flowgrad.nn.module import Module
+from flowgrad.ops.nn import _check_reduction
 from flowgrad.tensor import Tensor
 
 
 class _Loss(Module):
     def __init__(self, reduction: str = "mean"):
         super().__init__()
-        self.reduction = F.check_reduction(reduction)
+        _check_reduction(reduction)
+        self.reduction = reduction
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}" if self.reduction != "mean" else ""

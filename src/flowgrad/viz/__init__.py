@@ -5,9 +5,11 @@
   flowing back and each chain-rule factor.
 * :func:`explain` spells out the chain rule for a formula such as ``"sigmoid(w*x + b)"``.
 * :func:`compile_formula` parses the small, safe formula language the tools share.
-* The gradient-descent pictures and the derivative gallery live in
-  :mod:`flowgrad.viz.descent` and :mod:`flowgrad.viz.derivatives`; their public names are
-  available here too.
+* The gradient-descent runs (:mod:`flowgrad.viz.descent_runs`, no matplotlib), their
+  pictures (:mod:`flowgrad.viz.descent`) and the derivative gallery
+  (:mod:`flowgrad.viz.derivatives`): their public names are available here too.
+* :mod:`flowgrad.viz.figures` is the one matplotlib helper every picture (training plots
+  included) draws and saves through.
 
 Submodules load on first use, so ``import flowgrad`` needs NumPy only and nothing here
 imports matplotlib or Graphviz until a picture is asked for.
@@ -23,7 +25,8 @@ from typing import Any
 from flowgrad.viz.explain import Explanation, explain
 from flowgrad.viz.formula import Formula, FormulaError, compile_formula, parse
 
-_SUBMODULES = ("graph", "explain", "formula", "descent", "derivatives")
+_SUBMODULES = ("graph", "explain", "formula", "descent", "descent_runs", "derivatives",
+               "figures", "surfaces")
 
 # name -> submodule for this package's own lazily loaded names.
 _LAZY: dict[str, str] = {
@@ -34,7 +37,7 @@ _LAZY: dict[str, str] = {
 }
 
 # Submodules searched, in order, for any other name (their authors own their exports).
-_OTHERS = ("descent", "derivatives")
+_OTHERS = ("descent_runs", "descent", "derivatives")
 
 __all__ = [
     "Explanation",

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from flowgrad.viz.descent import _new_figure, save_figure
+from flowgrad.viz.figures import new_figure, save_figure
 
 __all__ = [
     "CATALOGUE",
@@ -366,7 +366,7 @@ def plot_derivatives(
     n = len(items)
     ncols = min(4, n)
     nrows = math.ceil(n / ncols)
-    fig = _new_figure((4.1 * ncols, 3.5 * nrows + 0.7))
+    fig = new_figure((4.1 * ncols, 3.5 * nrows + 0.7))
     axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(n)]
     curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
     kinks: dict[str, list[Kink]] = {}

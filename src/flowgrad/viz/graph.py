@@ -34,13 +34,14 @@ import html
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from flowgrad._atomic import write_bytes
 
 __all__ = ["GraphDrawing", "GraphFreedError", "draw_graph", "graph_source"]
 
@@ -384,25 +385,10 @@ def _run_dot(source: str, fmt: str, dpi: int | None = None) -> bytes:
     return proc.stdout
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename: never a half-written file."""
-    folder = path.parent if str(path.parent) else Path(".")
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        # mkstemp makes the file private; give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+def _write(path: Path, data: bytes) -> None:
+    # Drawings may go into a folder that does not exist yet; the write itself is atomic.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(path, data)
 
 
 @dataclass(frozen=True)
@@ -440,13 +426,13 @@ class GraphDrawing:
             raise ValueError(
                 f"cannot render a graph to {p.name!r}: use a .svg, .png, .pdf or .dot suffix"
             )
-        _write_atomic(p, data)
+        _write(p, data)
         return p
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the DOT text (no Graphviz needed)."""
         p = Path(path)
-        _write_atomic(p, self.source.encode("utf-8"))
+        _write(p, self.source.encode("utf-8"))
         return p
 
     def svg(self) -> str:
