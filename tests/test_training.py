@@ -24,6 +24,7 @@ from flowgrad.training import (
     predict,
     preprocess_image,
     read_metrics,
+    rundir,
     train,
 )
 
@@ -179,8 +180,8 @@ def test_divergence_is_reported(tmp_path):
 
 def test_default_run_folder_is_timestamped(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    first = training._make_run_dir(None, "digits")
-    second = training._make_run_dir(None, "digits")
+    first = rundir._make_run_dir(None, "digits")
+    second = rundir._make_run_dir(None, "digits")
     assert first.parent == Path("runs") and first.name.startswith("digits-")
     assert second != first and second.is_dir()
 

@@ -15,18 +15,12 @@ from flowgrad.cli import CLIError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from flowgrad.training import (
-        DATASETS,
-        DEFAULT_LR,
-        DEFAULT_LR_28X28,
-        OPTIMIZERS,
-        SCHEDULES,
-        TrainConfig,
-    )
+    from flowgrad.training import config
 
-    d = TrainConfig()
-    lrs = ", ".join(f"{k} {v:g}/{DEFAULT_LR_28X28[k]:g}" for k, v in DEFAULT_LR.items())
-    parser.add_argument("--dataset", choices=DATASETS, default=d.dataset,
+    d = config.TrainConfig()
+    lrs = ", ".join(f"{k} {v:g}/{config.DEFAULT_LR_28X28[k]:g}"
+                    for k, v in config.DEFAULT_LR.items())
+    parser.add_argument("--dataset", choices=config.DATASETS, default=d.dataset,
                         help="digits: embedded 8x8 digits, fixed held-out split; mnist, "
                         "fashion-mnist: the standard IDX files (default: %(default)s)")
     parser.add_argument("--data-dir", default=None, metavar="DIR",
@@ -44,11 +38,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=None,
                         help="learning rate; the default depends on --optimizer and is "
                         f"tuned for digits/for mnist and fashion-mnist: {lrs}")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
+    parser.add_argument("--optimizer", choices=config.OPTIMIZERS, default=d.optimizer,
                         help="sgd is plain SGD; momentum and nesterov are SGD with "
                         "(Nesterov) momentum 0.9; the rest as in torch.optim "
                         "(default: %(default)s)")
-    parser.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
+    parser.add_argument("--schedule", choices=config.SCHEDULES, default=d.schedule,
                         help="learning rate over the epochs: cosine decays it to 0 "
                         "(CosineAnnealingLR), constant keeps it (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=d.seed,
