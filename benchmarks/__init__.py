@@ -1,8 +1,23 @@
-"""``python -m benchmarks``: flowgrad's benchmarks from a source checkout.
+"""flowgrad's benchmarks: flowgrad against PyTorch eager and a hand-written NumPy floor.
 
-The harness itself lives in the package (:mod:`flowgrad.bench`), so an installed flowgrad
-runs the same thing as ``flowgrad bench``. When flowgrad is not installed, the checkout's
-``src`` folder is put on the path.
+They live beside the package, not in it, so an installed flowgrad does not carry them: run
+them from a source checkout with ``python -m benchmarks`` (``--help`` lists the options);
+``flowgrad bench`` run from a checkout does the same. PyTorch is optional; without it its
+columns say "not installed". See ``docs/benchmarks.md`` for the method.
+
+* :mod:`benchmarks.cases`      the cases (``@case`` functions) and the size profiles;
+* :mod:`benchmarks.harness`    :func:`~benchmarks.harness.run_benchmarks`: thread limits,
+  machine facts, the cases in turn;
+* :mod:`benchmarks.timing`     alternating timing blocks and paired ratios;
+* :mod:`benchmarks.memory`     traced and resident memory of a training step;
+* :mod:`benchmarks.machine`    CPU, BLAS, threads, load average;
+* :mod:`benchmarks.report`     results as data, console text, Markdown, JSON;
+* :mod:`benchmarks.fg_impl`, :mod:`benchmarks.torch_impl`, :mod:`benchmarks.floor`  the
+  same work written with flowgrad, PyTorch and bare NumPy;
+* :mod:`benchmarks.profiler`   where flowgrad's time goes (``python -m benchmarks.profiler``).
+
+Importing this package puts the checkout's ``src`` first on ``sys.path``, so the flowgrad
+measured is the one in this checkout, installed or not.
 """
 
 from __future__ import annotations
@@ -10,14 +25,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-
-def _ensure_flowgrad_importable() -> None:
-    try:
-        import flowgrad  # noqa: F401
-    except ImportError:
-        src = Path(__file__).resolve().parents[1] / "src"
-        if (src / "flowgrad").is_dir():
-            sys.path.insert(0, str(src))
-
-
-_ensure_flowgrad_importable()
+_SRC = Path(__file__).resolve().parents[1] / "src"
+if (_SRC / "flowgrad").is_dir() and str(_SRC) not in sys.path:
+    sys.path.insert(0, str(_SRC))

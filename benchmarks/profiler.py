@@ -28,7 +28,7 @@ def build(case: str, batch: int, size: int) -> Callable[[], object]:
     """The flowgrad callable of ``case`` (one unit of work)."""
     import numpy as np
 
-    from flowgrad.bench import fg_impl, floor
+    from benchmarks import fg_impl, floor
 
     if case == "mlp_train":
         rng = np.random.default_rng(0)
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 
-    from flowgrad.bench.machine import limit_threads
+    from benchmarks.machine import limit_threads
 
     run = build(args.case, args.batch, args.size)
     with limit_threads(args.threads, None):

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmarks import floor
+from benchmarks.harness import CASE_NAMES, run_benchmarks
+from benchmarks.memory import LEAK_TOLERANCE_BYTES, run_rss_probe, traced_training_memory
+from benchmarks.report import Check, fmt_number, fmt_ratio, update_markdown
+from benchmarks.timing import TimingPlan, compare
 
 import flowgrad as fg
-from flowgrad.bench import CASE_NAMES, floor, run_benchmarks
-from flowgrad.bench.memory import LEAK_TOLERANCE_BYTES, run_rss_probe, traced_training_memory
-from flowgrad.bench.report import Check, fmt_number, fmt_ratio, update_markdown
-from flowgrad.bench.timing import TimingPlan, compare
 
 SMOKE_CASES = [c for c in CASE_NAMES if c != "train_digits"]
 
@@ -277,9 +278,64 @@ def test_cli_errors_are_one_line(capsys):
     assert main(["--smoke", "--markdown", "/nonexistent-folder/x.md"]) == 2
 
 
-def test_flowgrad_bench_subcommand(capsys):
+def test_flowgrad_bench_runs_the_checkouts_benchmarks(capfd):
     from flowgrad.cli import main
 
-    code = main(["bench", "--smoke", "--no-torch", "--cases", "deep_chain"])
+    # From a checkout, `flowgrad bench OPTIONS` is `python -m benchmarks OPTIONS` (a child).
+    code = main(["bench", "--smoke", "--no-torch", "--cases", "deep_chain", "--threads", "1"])
     assert code == 0
-    assert "== deep_chain" in capsys.readouterr().out
+    assert "== deep_chain" in capfd.readouterr().out
+    assert main(["bench", "--smoke", "--cases", "bogus"]) == 2
+    assert "python -m benchmarks: error: unknown case bogus" in capfd.readouterr().err
+
+
+def test_flowgrad_bench_outside_a_checkout_says_where_the_benchmarks_are(monkeypatch, capsys):
+    from flowgrad.cli import bench, main
+
+    monkeypatch.setattr(bench, "checkout_root", lambda: None)
+    assert main(["bench", "--quick"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("flowgrad bench: error: the benchmarks are not "
+                                                   "installed with flowgrad")
+    assert "python -m benchmarks" in err
+    assert main(["bench", "--help"]) == 0
+    assert "python -m benchmarks" in capsys.readouterr().out
+
+
+def test_other_commands_still_refuse_unknown_options(capsys):
+    from flowgrad.cli import main
+
+    assert main(["train", "--bogus"]) == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_the_library_ships_no_benchmarks():
+    import importlib.util
+
+    assert importlib.util.find_spec("flowgrad.bench") is None
+    assert not (Path(fg.__file__).parent / "bench").exists()
+
+
+# --- the case registry ----------------------------------------------------------------------
+
+
+def test_cases_register_in_order_and_new_ones_run_like_the_others():
+    from benchmarks.cases import CASES, case
+    from benchmarks.report import CaseResult, Table
+
+    assert CASE_NAMES == tuple(CASES)
+    assert CASE_NAMES[:6] == ("mlp_train", "op_overhead", "deep_chain", "hessian",
+                              "train_digits", "import_time")
+
+    @case
+    def tiny_case(ctx):
+        return CaseResult("tiny_case", "a case added by a test",
+                          tables=[Table("t", ["profile"], [[str(ctx.settings.full_size)]])])
+
+    try:
+        with pytest.raises(ValueError, match="defined twice"):
+            case(tiny_case)
+        report = run_benchmarks(["tiny_case"], profile="smoke", use_torch=False)
+        assert report.cases[0].tables[0].rows == [["False"]]
+    finally:
+        del CASES["tiny_case"]

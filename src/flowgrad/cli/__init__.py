@@ -3,7 +3,9 @@
 Each subcommand module defines ``configure(parser)`` (adds its arguments) and
 ``run(args) -> int``. Modules import their heavy dependencies inside ``run`` so that
 ``flowgrad --help`` stays fast. A subcommand reports a user error by raising
-:class:`CLIError`; ``main`` prints it as one line and returns exit code 2.
+:class:`CLIError`; ``main`` prints it as one line and returns exit code 2. A module that sets
+``PASS_THROUGH = True`` receives the arguments it does not define, unparsed, as
+``args.passed`` (``flowgrad bench`` hands them to ``python -m benchmarks``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ COMMANDS: dict[str, str] = {
     "explain": "spell out the chain rule for a formula, e.g. 'sigmoid(w*x + b)' w=0.5 x=2 b=-1",
     "descent": "draw gradient-descent paths for learning rates and optimizers",
     "derivatives": "plot f, f' and f'' of activation functions computed by autodiff",
-    "bench": "run the benchmarks against PyTorch and a hand-written NumPy floor",
+    "bench": "run the benchmarks (from a source checkout: python -m benchmarks)",
 }
 
 
@@ -47,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``flowgrad`` command line and return its exit code."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, passed = parser.parse_known_args(argv)
+        if passed and not getattr(args._module, "PASS_THROUGH", False):
+            parser.error(f"unrecognized arguments: {' '.join(passed)}")  # as parse_args does
+        args.passed = passed
     except SystemExit as exc:  # argparse already printed its one-line usage error
         return int(exc.code or 0)
     try:

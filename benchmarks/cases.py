@@ -1,8 +1,12 @@
 """The benchmark cases. Each takes a :class:`Context` and returns a :class:`CaseResult`.
 
+A case is a function decorated with :func:`case`; it is registered under its name in
+:data:`CASES`, which is what ``--cases`` accepts and what a full run goes through, in the
+order of definition. To add one, see "Adding a case" in ``docs/benchmarks.md``.
+
 Every case runs flowgrad, PyTorch (when installed) and a hand-written NumPy floor on the same
 float32 inputs, checks that they compute the same numbers, then times them alternately
-(:func:`flowgrad.bench.timing.compare`). Ratios are always flowgrad's figure divided by the
+(:func:`benchmarks.timing.compare`). Ratios are always flowgrad's figure divided by the
 competitor's, in the case's own unit, so whether above or below 1 is good depends on the unit
 (samples/s: higher is better; seconds and microseconds: lower is better); each table says which.
 """
@@ -25,9 +29,9 @@ from typing import Any
 
 import numpy as np  # noqa: TID251 -- the benchmarks compare against raw NumPy
 
-from flowgrad.bench import floor, torch_impl
-from flowgrad.bench.memory import LEAK_TOLERANCE_BYTES, run_rss_probe, traced_training_memory
-from flowgrad.bench.report import (
+from benchmarks import floor, torch_impl
+from benchmarks.memory import LEAK_TOLERANCE_BYTES, run_rss_probe, traced_training_memory
+from benchmarks.report import (
     COMPETITOR_LABELS,
     CaseResult,
     Check,
@@ -37,7 +41,7 @@ from flowgrad.bench.report import (
     fmt_ratio,
     fmt_x,
 )
-from flowgrad.bench.timing import TimingPlan, compare, describe_error, paired_ratio, spread
+from benchmarks.timing import TimingPlan, compare, describe_error, paired_ratio, spread
 
 LR = 0.1
 SIDES = ("flowgrad", "pytorch", "numpy")
@@ -108,6 +112,25 @@ class Context:
     log: Callable[[str], None] = lambda msg: None
 
 
+CaseFn = Callable[[Context], CaseResult]
+
+#: Every case by name, in the order a full run goes through them (the order of definition).
+CASES: dict[str, CaseFn] = {}
+
+
+def case(fn: CaseFn) -> CaseFn:
+    """Register ``fn`` as the benchmark case named ``fn.__name__``.
+
+    A case takes the :class:`Context` and returns a :class:`~benchmarks.report.CaseResult`
+    (tables, notes, checks against the targets, raw numbers in ``data``); an exception it
+    raises is reported as that case's error without stopping the others.
+    """
+    if fn.__name__ in CASES:
+        raise ValueError(f"benchmark case {fn.__name__!r} is defined twice")
+    CASES[fn.__name__] = fn
+    return fn
+
+
 def _missing(ctx: Context, name: str, errors: dict[str, str]) -> str:
     """The table cell for a competitor without a number."""
     if name == "pytorch" and ctx.torch is None:
@@ -149,7 +172,7 @@ def _cycling(step: Callable, batches: list[tuple]) -> Callable[[], object]:
 
 def _mlp_sides(ctx: Context) -> dict[str, tuple[Callable, Callable]]:
     """name -> (to_native(xs, ys) -> batches, make_step(params, lr) -> step)."""
-    from flowgrad.bench import fg_impl
+    from benchmarks import fg_impl
 
     sides: dict[str, tuple[Callable, Callable]] = {
         "flowgrad": (fg_impl.mlp_batches, fg_impl.make_mlp_trainer)
@@ -203,6 +226,7 @@ def _mlp_cross_check(
     return notes, checks, errors
 
 
+@case
 def mlp_train(ctx: Context) -> CaseResult:
     s = ctx.settings
     res = CaseResult(
@@ -374,8 +398,9 @@ def mlp_train(ctx: Context) -> CaseResult:
 OPS_PER_EXPRESSION = 3  # mul, add, sum
 
 
+@case
 def op_overhead(ctx: Context) -> CaseResult:
-    from flowgrad.bench import fg_impl
+    from benchmarks import fg_impl
 
     s = ctx.settings
     res = CaseResult(
@@ -482,8 +507,9 @@ def op_overhead(ctx: Context) -> CaseResult:
 # --- deep_chain -----------------------------------------------------------------------------
 
 
+@case
 def deep_chain(ctx: Context) -> CaseResult:
-    from flowgrad.bench import fg_impl
+    from benchmarks import fg_impl
 
     s = ctx.settings
     n = s.chain_length
@@ -586,9 +612,10 @@ def deep_chain(ctx: Context) -> CaseResult:
 # --- hessian --------------------------------------------------------------------------------
 
 
+@case
 def hessian(ctx: Context) -> CaseResult:
     import flowgrad as fg
-    from flowgrad.bench import fg_impl
+    from benchmarks import fg_impl
 
     s = ctx.settings
     res = CaseResult(
@@ -679,6 +706,7 @@ def hessian(ctx: Context) -> CaseResult:
 # --- train_digits ---------------------------------------------------------------------------
 
 
+@case
 def train_digits(ctx: Context) -> CaseResult:
     s = ctx.settings
     res = CaseResult(
@@ -782,6 +810,7 @@ def _test_accuracy(result: Any) -> float | None:
 # --- import_time ----------------------------------------------------------------------------
 
 
+@case
 def import_time(ctx: Context) -> CaseResult:
     s = ctx.settings
     res = CaseResult(
@@ -848,13 +877,3 @@ def import_time(ctx: Context) -> CaseResult:
         )
     res.data = {"seconds": sec, "errors": errs}
     return res
-
-
-CASES: dict[str, Callable[[Context], CaseResult]] = {
-    "mlp_train": mlp_train,
-    "op_overhead": op_overhead,
-    "deep_chain": deep_chain,
-    "hessian": hessian,
-    "train_digits": train_digits,
-    "import_time": import_time,
-}

@@ -89,7 +89,7 @@ def hessian_inputs(torch: Any, theta: np.ndarray, x: np.ndarray, t: np.ndarray) 
 
 
 def small_net_loss(torch: Any, x: Any, t: Any) -> Callable[[Any], Any]:
-    """The 50-parameter loss of :func:`flowgrad.bench.cases.small_net_loss`, in PyTorch."""
+    """The 50-parameter loss of :func:`benchmarks.cases.small_net_loss`, in PyTorch."""
 
     def f(theta: Any) -> Any:
         w1 = theta[0:30].reshape(10, 3)

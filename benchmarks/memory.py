@@ -10,7 +10,7 @@
   the reset. It includes what the C allocators keep cached and any one-time buffers (BLAS
   workspace, PyTorch's first-backward set-up), so it is coarser but covers PyTorch.
 
-Run as ``python -m flowgrad.bench.memory COMPETITOR BATCH STEPS THREADS`` the module is that
+Run as ``python -m benchmarks.memory COMPETITOR BATCH STEPS THREADS`` the module is that
 probe and prints one JSON line.
 """
 
@@ -96,8 +96,8 @@ def rss_probe(competitor: str, batch: int, steps: int, threads: int) -> dict[str
     """
     import numpy as np  # noqa: TID251
 
-    from flowgrad.bench import floor
-    from flowgrad.bench.machine import limit_threads, torch_module
+    from benchmarks import floor
+    from benchmarks.machine import limit_threads, torch_module
 
     torch = torch_module() if competitor == "pytorch" else None
     if competitor == "pytorch" and torch is None:
@@ -107,12 +107,12 @@ def rss_probe(competitor: str, batch: int, steps: int, threads: int) -> dict[str
     xs, ys = floor.synthetic_mnist(rng, batch, 4)
     with limit_threads(threads, torch):
         if competitor == "flowgrad":
-            from flowgrad.bench import fg_impl
+            from benchmarks import fg_impl
 
             batches = fg_impl.mlp_batches(xs, ys)
             builder = fg_impl.make_mlp_trainer
         elif competitor == "pytorch":
-            from flowgrad.bench import torch_impl
+            from benchmarks import torch_impl
 
             batches = torch_impl.mlp_batches(torch, xs, ys)
 
@@ -138,13 +138,15 @@ def run_rss_probe(competitor: str, batch: int, steps: int, threads: int) -> dict
         return {"error": "needs Linux /proc"}
     import flowgrad
 
+    # The probe imports this checkout's benchmarks and the flowgrad being measured.
     src = str(Path(flowgrad.__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join([root, src, *filter(None, [env.get("PYTHONPATH")])])
     cmd = [
         sys.executable,
         "-m",
-        "flowgrad.bench.memory",
+        "benchmarks.memory",
         competitor,
         str(batch),
         str(steps),

@@ -1,29 +1,35 @@
-"""flowgrad's benchmarks: flowgrad against PyTorch eager and a hand-written NumPy floor.
+"""Running the benchmark cases: thread limits, machine facts, one case after another.
 
-Run them with ``flowgrad bench`` or, from a source checkout, ``python -m benchmarks``
-(same options). PyTorch is optional; without it its columns say "not installed".
-
-    >>> from flowgrad.bench import run_benchmarks
+    >>> from benchmarks.harness import run_benchmarks
     >>> report = run_benchmarks(["op_overhead"], profile="smoke")  # doctest: +SKIP
     >>> print(render_text(report))                                 # doctest: +SKIP
 
-Cases live in :mod:`flowgrad.bench.cases`, the floors in :mod:`flowgrad.bench.floor`, the
-PyTorch side in :mod:`flowgrad.bench.torch_impl`, the flowgrad side in
-:mod:`flowgrad.bench.fg_impl`. See ``docs/benchmarks.md`` for the method.
+Cases live in :mod:`benchmarks.cases`, the floors in :mod:`benchmarks.floor`, the
+PyTorch side in :mod:`benchmarks.torch_impl`, the flowgrad side in
+:mod:`benchmarks.fg_impl`. See ``docs/benchmarks.md`` for the method.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from flowgrad.bench.report import CaseResult, Report, render_text, update_markdown
+from benchmarks.cases import CASES, PROFILES, Context
+from benchmarks.machine import (
+    format_facts,
+    limit_threads,
+    load_average,
+    machine_facts,
+    torch_module,
+)
+from benchmarks.report import CaseResult, Report, render_text, update_markdown
+from benchmarks.timing import describe_error
 
 __all__ = ["CASE_NAMES", "run_benchmarks", "render_text", "update_markdown", "Report"]
 
-CASE_NAMES = ("mlp_train", "op_overhead", "deep_chain", "hessian", "train_digits", "import_time")
+#: The registered cases (:data:`benchmarks.cases.CASES`), in the order a full run takes.
+CASE_NAMES = tuple(CASES)
 
 
 def run_benchmarks(
@@ -51,22 +57,12 @@ def run_benchmarks(
         on_case: called with each case's result as soon as it is done.
 
     Returns:
-        The :class:`~flowgrad.bench.report.Report`.
+        The :class:`~benchmarks.report.Report`.
 
     Raises:
         ValueError: an unknown case or profile name, or ``threads`` < 1.
     """
-    from flowgrad.bench.cases import CASES, PROFILES, Context
-    from flowgrad.bench.machine import (
-        format_facts,
-        limit_threads,
-        load_average,
-        machine_facts,
-        torch_module,
-    )
-    from flowgrad.bench.timing import describe_error
-
-    names = list(cases) if cases else list(CASE_NAMES)
+    names = list(cases) if cases else list(CASES)
     unknown = [n for n in names if n not in CASES]
     if unknown:
         raise ValueError(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
@@ -103,7 +99,3 @@ def run_benchmarks(
         )
     settings_dict: dict[str, Any] = {"profile": profile, "threads": threads, "use_torch": use_torch}
     return Report(facts, facts_lines, settings_dict, command, results)
-
-
-def _stderr_log(msg: str) -> None:
-    print(f"  ... {msg}", file=sys.stderr, flush=True)
