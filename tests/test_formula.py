@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import ast
+import keyword
 import math
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import flowgrad as fg
 from flowgrad.viz.formula import (
+    FUNCTIONS,
     MAX_DEPTH,
     MAX_LENGTH,
+    BinaryOp,
+    Call,
+    Expr,
     FormulaError,
+    Number,
+    UnaryOp,
+    Variable,
     compile_formula,
     parse,
 )
@@ -249,3 +259,67 @@ def test_grid_evaluation_for_plots():
     f = compile_formula("x**2 + y", variables=("x", "y"))
     xs, ys = np.meshgrid(np.linspace(-1, 1, 5), np.linspace(0, 1, 3))
     np.testing.assert_allclose(f(x=xs, y=ys).numpy(), xs**2 + ys)
+
+
+# ---------------------------------------------------------------------------------------------
+# Property: printing a tree and parsing the text gives the same tree back
+# ---------------------------------------------------------------------------------------------
+
+_NAMES = st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,4}", fullmatch=True).filter(
+    lambda n: not keyword.iskeyword(n) and n not in FUNCTIONS)
+
+
+def _number(v: int | float) -> Number:
+    # The text the parser gives a literal: repr of the int, or of the float.
+    return Number(float(v), repr(v))
+
+
+_LEAF_EXPRS = st.one_of(
+    _NAMES.map(Variable),
+    st.integers(0, 10**6).map(_number),
+    st.floats(0, 1e300, allow_nan=False, allow_infinity=False).map(_number),
+)
+_EXPRS = st.recursive(
+    _LEAF_EXPRS,
+    lambda inner: st.one_of(
+        st.builds(UnaryOp, st.sampled_from(["neg", "pos"]), inner),
+        st.builds(BinaryOp, st.sampled_from(["+", "-", "*", "/", "**"]), inner, inner),
+        st.builds(Call, st.sampled_from(FUNCTIONS), inner),
+    ),
+    max_leaves=10,
+)
+
+
+def _depth(root: Expr) -> int:
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        e, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((c, d + 1) for c in e.children)
+    return deepest
+
+
+def _shape(root: Expr) -> list:
+    """The tree as nested plain data (Expr compares by identity), built without recursion."""
+    out, stack = [], [root]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, Number):
+            out.append(("num", e.value, e.text))
+        elif isinstance(e, Variable):
+            out.append(("var", e.name))
+        else:
+            out.append((type(e).__name__, getattr(e, "op", None), getattr(e, "func", None)))
+            stack.extend(reversed(e.children))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(tree=_EXPRS)
+def test_property_print_then_parse_gives_the_same_tree(tree):
+    text = tree.to_text()
+    assume(len(text) <= MAX_LENGTH and text.count("(") < MAX_DEPTH
+           and _depth(tree) <= MAX_DEPTH)  # what the language accepts at all
+    again = parse(text)  # Python's own parser underneath: its precedence, not ours
+    assert _shape(again) == _shape(tree), text
+    assert again.to_text() == text  # printing is a fixed point: parse -> print -> parse

@@ -9,6 +9,9 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import flowgrad as fg
 from flowgrad import serialize
@@ -308,3 +311,53 @@ def test_checkpoint_members_are_stored_uncompressed(tmp_path):
     path, _ = saved(tmp_path)
     with zipfile.ZipFile(path) as zf:
         assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_STORED}
+
+
+# ------------------------------------------------------------------------- properties
+
+# Any code point, lone surrogates included (valid Python str, invalid UTF-8).
+_TEXT = st.text(st.characters(exclude_categories=()), max_size=8)
+_KEYS = st.one_of(_TEXT, st.integers(-(2**40), 2**40), st.booleans(), st.none())
+_DTYPES = st.one_of(hnp.boolean_dtypes(), hnp.integer_dtypes(), hnp.unsigned_integer_dtypes(),
+                    hnp.floating_dtypes(), hnp.complex_number_dtypes(),
+                    hnp.byte_string_dtypes(max_len=4), hnp.unicode_string_dtypes(max_len=4))
+_ARRAYS = hnp.arrays(_DTYPES, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4))
+_TENSORS = hnp.arrays(st.sampled_from([np.float32, np.float64]),
+                      hnp.array_shapes(min_dims=0, max_dims=2, max_side=4)).flatmap(
+    lambda a: st.booleans().map(lambda rg: fg.tensor(a, requires_grad=rg)))
+_LEAVES = st.one_of(_ARRAYS, _TENSORS, _ARRAYS.filter(lambda a: a.ndim == 0).map(lambda a: a[()]),
+                    st.integers(-(2**70), 2**70), st.floats(), st.booleans(), st.none(),
+                    _TEXT)
+_STATES = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(st.dictionaries(_KEYS, inner, max_size=4),
+                            st.lists(inner, max_size=3), st.lists(inner, max_size=3).map(tuple)),
+    max_leaves=12)
+
+
+def _bits(state, where="state"):
+    """Every array-like leaf as (where, dtype, shape, bytes): equal bits, NaN payloads and -0.0
+    included, which value comparison alone would not show."""
+    out, stack = [], [(where, state)]
+    while stack:
+        at, x = stack.pop()
+        if isinstance(x, fg.Tensor):
+            x = x.numpy()
+        if isinstance(x, (np.ndarray, np.generic)):
+            out.append((at, x.dtype.str, np.shape(x), np.asarray(x).tobytes()))
+        elif isinstance(x, dict):
+            stack.extend((f"{at}[{k!r}]", v) for k, v in x.items())
+        elif isinstance(x, (list, tuple)):
+            stack.extend((f"{at}[{i}]", v) for i, v in enumerate(x))
+    return sorted(out, key=lambda t: t[0])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(state=_STATES)
+@example(state={"\ud800": np.zeros(2, np.float32), "k": "\udcff"})  # a lone surrogate key
+def test_property_any_state_round_trips_exactly(tmp_path_factory, state):
+    path = tmp_path_factory.getbasetemp() / "property.npz"  # rewritten by every example
+    fg.save({"state": state}, path)
+    back = fg.load(path)["state"]
+    assert_same(state, back)
+    assert _bits(state) == _bits(back)

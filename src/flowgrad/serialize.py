@@ -55,7 +55,8 @@ class _Encoder:
     def _member(self, keys: tuple, array: np.ndarray) -> str:
         # Readable member names ("model/fc1.weight") for people inspecting the .npz; the
         # manifest records each name, so loading never parses them.
-        base = "/".join(quote(str(k), safe=".-_~ ") for k in keys) or "_"
+        # surrogatepass: a str key need not be valid Unicode (a lone surrogate) to be saved.
+        base = "/".join(quote(str(k), safe=".-_~ ", errors="surrogatepass") for k in keys) or "_"
         name, n = base, 1
         while name in self.arrays or name == MANIFEST_KEY:
             name, n = f"{base}~{n}", n + 1
