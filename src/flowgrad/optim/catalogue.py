@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -39,13 +39,13 @@ class OptimizerSpec:
 
     Attributes:
         name: the name users type (``"momentum"``).
-        cls: the :mod:`flowgrad.optim` class.
+        cls: the :mod:`flowgrad.optim` class (called as ``cls(params, lr=..., **options)``).
         options: keyword arguments fixed by the name (``{"momentum": 0.9}``).
         lr: the learning rate used when none is given.
     """
 
     name: str
-    cls: type[Optimizer]
+    cls: Callable[..., Optimizer]
     options: Mapping[str, Any]
     lr: float
 
@@ -56,7 +56,7 @@ class OptimizerSpec:
                         **{**self.options, **options})
 
 
-def _spec(name: str, cls: type[Optimizer], lr: float, **options: Any) -> OptimizerSpec:
+def _spec(name: str, cls: Callable[..., Optimizer], lr: float, **options: Any) -> OptimizerSpec:
     return OptimizerSpec(name, cls, MappingProxyType(options), lr)
 
 

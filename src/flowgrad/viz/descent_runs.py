@@ -322,7 +322,7 @@ def run_descent_batch(
     losses_fn = _row_objective(f, dim)
     leaf = fg.tensor(arr.copy(), requires_grad=True)
     opt = make_optimizer(optimizer, [leaf], lr, **opt_kwargs)
-    lr_used = float(opt.param_groups[0]["lr"]) if hasattr(opt, "param_groups") else float(lr)
+    lr_used = float(opt.param_groups[0]["lr"])
     rec = _Recorder(n, dim, int(steps), float(tol), float(bound), float(growth), stop_at_tol)
 
     def on_step(k, points, losses, grads):
@@ -402,7 +402,7 @@ def run_descent(
         losses_fn = _row_objective(f, dim)
         leaf = fg.tensor(x0[None, :].copy(), requires_grad=True)
     opt = make_optimizer(optimizer, [leaf], lr, **opt_kwargs)
-    lr_used = float(opt.param_groups[0]["lr"]) if hasattr(opt, "param_groups") else float(lr)
+    lr_used = float(opt.param_groups[0]["lr"])
     rec = _Recorder(1, dim, int(steps), float(tol), float(bound), float(growth), stop_at_tol)
 
     def on_step(k, points, losses, grads):
