@@ -135,6 +135,30 @@ def abort(code: int = 1) -> None:
     os._exit(int(code))
 
 
+# What MPI launchers put in each process's environment: MPICH/Hydra and Intel MPI (PMI),
+# Open MPI, MVAPICH, and PMIx-based launchers (srun --mpi=pmix, prterun).
+_LAUNCHER_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+_LAUNCHER_RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
+
+
+def launched_by_mpi() -> bool:
+    """Whether this process was started by an MPI launcher (mpiexec, mpirun, srun).
+
+    Read from the environment, without importing mpi4py, so a program can decide to join a
+    process group (and ask for mpi4py) only when it runs under MPI.
+    """
+    return any(v in os.environ for v in _LAUNCHER_SIZE_VARS + _LAUNCHER_RANK_VARS)
+
+
+def launcher_rank() -> int:
+    """This process's rank as the launcher's environment says (0 when not under MPI)."""
+    for v in _LAUNCHER_RANK_VARS:
+        value = os.environ.get(v, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
 def is_available() -> bool:
     """Whether mpi4py can be imported (without initializing anything)."""
     import importlib.util
