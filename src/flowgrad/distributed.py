@@ -386,6 +386,11 @@ def mpiexec_command(nproc: int, argv: list[str],
     return cmd + list(argv), env
 
 
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Process ``src``'s ``obj`` on every process (small picklable metadata, not arrays)."""
+    return _world().bcast(obj, root=src)
+
+
 def destroy_process_group() -> None:
     """Leave the default group; collectives raise again until the next init.
 

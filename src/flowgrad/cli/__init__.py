@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         if passed and not getattr(args._module, "PASS_THROUGH", False):
             parser.error(f"unrecognized arguments: {' '.join(passed)}")  # as parse_args does
         args.passed = passed
+        # The words as typed, for subcommands that start themselves again (train --nproc).
+        args._argv = list(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:  # argparse already printed its one-line usage error
         return int(exc.code or 0)
     try:

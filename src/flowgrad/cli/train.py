@@ -3,13 +3,22 @@
 Defaults train ``softmax(W2 relu(W1 x + b1) + b2)`` (64-128-10) on the embedded 8x8 digits
 with plain SGD (lr 0.5, cosine decay, batch 32, 30 epochs) in a couple of seconds. The run
 folder gets ``model.npz``, ``config.json``, ``metrics.csv`` and ``curves.png``.
+
+Data-parallel: under ``mpiexec -n N`` (or with ``--nproc N``, which starts ``mpiexec``) every
+process trains a replica on its share of each batch and the gradients are averaged, so the
+run equals a one-process run with the same ``--batch-size``; only rank 0 prints and writes
+the run folder. See docs/distributed.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from flowgrad.cli import CLIError
 
@@ -55,26 +64,60 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="no progress bar (it only shows when stderr is a terminal)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress bar and no line per epoch; only the summary")
+    parser.add_argument("--nproc", type=int, default=None, metavar="N",
+                        help="train data-parallel on N processes of this machine by starting "
+                        "`mpiexec -n N flowgrad train ...` (needs flowgrad[distributed]); "
+                        "each process gets cores/N BLAS threads")
 
 
 def run(args: argparse.Namespace) -> int:
+    from flowgrad import distributed as dist
     from flowgrad.training import DataUnavailable, TrainConfig, train
+    from flowgrad.training.parallel import PeerFailed, agreed
 
     started = time.perf_counter()
+    if args.nproc is not None and args.nproc < 1:
+        raise CLIError(f"--nproc must be at least 1, got {args.nproc}")
+    under_mpi = dist.launched_by_mpi()
+    if args.nproc is not None and args.nproc > 1 and not under_mpi:
+        return _launch(args)
+    # Under mpiexec every process runs this; errors found before the processes talk to each
+    # other happen on all of them alike, so only rank 0 reports them.
+    quiet_rank = under_mpi and dist.launcher_rank() != 0
     try:
         config = TrainConfig(dataset=args.dataset, data_dir=args.data_dir,
                              download=args.download, hidden=args.hidden, epochs=args.epochs,
                              batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                              schedule=args.schedule, seed=args.seed, out=args.out)
     except ValueError as exc:
+        if quiet_rank:
+            return 2
         raise CLIError(str(exc)) from None
+    if under_mpi:
+        try:
+            dist.init_process_group()
+        except RuntimeError as exc:
+            if quiet_rank:
+                return 2
+            raise CLIError(str(exc)) from None
+        dist.limit_blas_threads()
+    rank = dist.get_rank() if under_mpi else 0
     try:
-        result = train(config, progress=not (args.no_progress or args.quiet),
-                       log=None if args.quiet else print)
-    except (DataUnavailable, FloatingPointError, ImportError) as exc:
-        raise CLIError(str(exc)) from None
-    except OSError as exc:
-        raise CLIError(f"cannot write the run folder: {exc}") from None
+        result = train(config, progress=not (args.no_progress or args.quiet) and rank == 0,
+                       log=None if args.quiet or rank != 0 else print)
+    except PeerFailed:
+        return 2  # the process that failed has said why
+    except (DataUnavailable, FloatingPointError, ImportError, OSError) as exc:
+        message = str(exc)
+        if isinstance(exc, OSError) and not isinstance(exc, DataUnavailable):
+            message = f"cannot write the run folder: {exc}"
+        if under_mpi and dist.get_world_size() > 1 and not agreed(exc):
+            # The other processes may be waiting for this one in a collective: end them all.
+            print(f"flowgrad train: error: [rank {rank}] {message}", file=sys.stderr)
+            dist.abort(2)
+        raise CLIError(message) from None
+    if rank != 0:
+        return 0
     last = result.metrics[-1]
     correct = round(last.test_accuracy * result.test_samples)
     print(f"test accuracy {100 * last.test_accuracy:.2f}% ({correct}/{result.test_samples}) "
@@ -84,3 +127,36 @@ def run(args: argparse.Namespace) -> int:
     quoted = shlex.quote(str(result.run_dir))
     print(f"next: flowgrad evaluate {quoted}   |   flowgrad predict {quoted} IMAGE.png")
     return 0
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """``flowgrad train --nproc N ...``: run the same command as N MPI processes."""
+    import flowgrad
+    from flowgrad import distributed as dist
+
+    argv = _without_nproc(getattr(args, "_argv", None) or sys.argv[1:])
+    try:
+        cmd, env = dist.mpiexec_command(args.nproc, [sys.executable, "-m", "flowgrad", *argv])
+    except RuntimeError as exc:
+        raise CLIError(str(exc)) from None
+    # The processes import this same flowgrad, installed or not.
+    package_root = str(Path(flowgrad.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    print(f"starting {args.nproc} processes: {shlex.join(cmd[:3])} flowgrad "
+          f"{shlex.join(argv)}", file=sys.stderr, flush=True)
+    try:
+        return subprocess.call(cmd, env=env)
+    except OSError as exc:
+        raise CLIError(f"cannot start {cmd[0]}: {exc}") from None
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--nproc":
+            skip = True
+        elif not word.startswith("--nproc="):
+            out.append(word)
+    return out
