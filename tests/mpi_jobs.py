@@ -281,6 +281,22 @@ def job_kill(out: Path) -> None:
     dist.barrier()
 
 
+def job_cli_kill(out: Path, *argv: str) -> None:
+    """``flowgrad train ARGV`` on every rank; rank 1 is killed once epoch 1 is on disk."""
+    import threading
+
+    from flowgrad.cli import main
+
+    if dist.launcher_rank() == 1:
+        def kill_after_first_epoch() -> None:
+            while not (out / "run" / "metrics.csv").exists():
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        threading.Thread(target=kill_after_first_epoch, daemon=True).start()
+    sys.exit(main(list(argv)))
+
+
 JOBS = {name[4:]: fn for name, fn in globals().items() if name.startswith("job_")}
 
 if __name__ == "__main__":

@@ -219,3 +219,115 @@ def test_a_failing_rank_ends_the_job_fast(mpiexec, tmp_path, job, message):
     assert time.monotonic() - t0 < 30
     if message:
         assert f"[rank 1] {message}" in res.stderr
+
+
+# -- flowgrad train under mpiexec ------------------------------------------------------------
+def _train_argv(out: Path, *extra: str) -> list[str]:
+    return ["train", "--epochs", "2", "--hidden", "16", "--out", str(out), "--no-progress",
+            *extra]
+
+
+def _single_process_run(tmp_path: Path, *extra: str) -> Path:
+    from flowgrad.cli import main
+
+    out = tmp_path / "single"
+    assert main(_train_argv(out, "-q", *extra)) == 0
+    return out
+
+
+def _assert_same_run(parallel: Path, single: Path, atol: float = 1e-5) -> None:
+    import flowgrad as fg
+    from flowgrad.training import read_metrics
+
+    ours, theirs = fg.load(parallel / "model.npz"), fg.load(single / "model.npz")
+    assert ours["epoch"] == theirs["epoch"]
+    for key, value in theirs["model"].items():
+        np.testing.assert_allclose(ours["model"][key].numpy(), value.numpy(), rtol=0,
+                                   atol=atol, err_msg=key)
+    for a, b in zip(read_metrics(parallel), read_metrics(single)):
+        assert (a.epoch, a.train_accuracy, a.test_accuracy) == \
+            (b.epoch, b.train_accuracy, b.test_accuracy)
+        assert a.train_loss == pytest.approx(b.train_loss, abs=2e-6)
+        assert a.test_loss == pytest.approx(b.test_loss, abs=2e-6)
+
+
+def test_cli_train_under_mpiexec_prints_once_and_equals_one_process(mpiexec, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    res = launch(mpiexec, 2, [sys.executable, "-m", "flowgrad", *_train_argv(work / "run")],
+                 work)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert sum(line.startswith("training 64-16-10 network") for line in lines) == 1
+    assert "batch 32, 2 processes" in lines[0]
+    assert sum(line.startswith("epoch ") for line in lines) == 2
+    assert sum(line.startswith("test accuracy") for line in lines) == 1
+    assert [p.name for p in work.iterdir()] == ["run"]  # one run folder, rank 0's
+    assert sorted(p.name for p in (work / "run").iterdir()) == \
+        ["config.json", "curves.png", "metrics.csv", "model.npz"]
+    assert json.loads((work / "run" / "config.json").read_text())["processes"] == 2
+    _assert_same_run(work / "run", _single_process_run(tmp_path))
+
+
+def test_cli_train_uneven_and_empty_shares(mpiexec, tmp_path):
+    # 1438 samples in batches of 479: 479 rows split 160/160/159, and a last batch of one
+    # row, so two of the three processes take no row of it.
+    res = launch(mpiexec, 3, [sys.executable, "-m", "flowgrad",
+                              *_train_argv(tmp_path / "run", "-q", "--batch-size", "479")],
+                 tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("test accuracy") == 1
+    _assert_same_run(tmp_path / "run", _single_process_run(tmp_path, "--batch-size", "479"))
+
+
+def test_cli_train_nproc_starts_mpiexec(mpiexec, tmp_path, capfd):
+    from flowgrad.cli import main
+
+    assert main(_train_argv(tmp_path / "run", "-q", "--nproc", "2")) == 0
+    out, err = capfd.readouterr()
+    assert "starting 2 processes:" in err and "-n 2" in err
+    assert out.count("test accuracy") == 1
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["processes"] == 2
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--epochs", "0"], "flowgrad train: error: epochs must be a positive integer, got 0"),
+    (["--dataset", "mnist", "--data-dir", "nowhere"],
+     "flowgrad train: error: MNIST files not found in nowhere"),
+])
+def test_cli_set_up_errors_are_one_line_from_one_process(mpiexec, tmp_path, argv, message):
+    res = launch(mpiexec, 2, [sys.executable, "-m", "flowgrad", "train", "-q", *argv],
+                 tmp_path, timeout=30)
+    assert res.returncode == 2
+    assert res.stderr.count("flowgrad train: error:") == 1
+    assert res.stderr.startswith(message)
+    assert "Traceback" not in res.stderr and "Abort" not in res.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_write_error_on_rank0_aborts_the_job(mpiexec, tmp_path):
+    (tmp_path / "run" / "metrics.csv").mkdir(parents=True)  # rank 0 cannot write it
+    res = launch(mpiexec, 2, [sys.executable, "-m", "flowgrad",
+                              *_train_argv(tmp_path / "run", "-q")], tmp_path, timeout=30)
+    assert res.returncode == 2
+    assert "flowgrad train: error: [rank 0] cannot write the run folder" in res.stderr
+
+
+def test_cli_killed_rank_ends_the_job_and_leaves_complete_files(mpiexec, tmp_path):
+    import flowgrad as fg
+    from flowgrad.training import read_metrics
+
+    t0 = time.monotonic()
+    res = launch(mpiexec, 2, [sys.executable, str(JOBS), "cli_kill", str(tmp_path),
+                              "train", "--epochs", "500", "--out", str(tmp_path / "run"),
+                              "-q"], tmp_path, timeout=60)
+    assert res.returncode != 0
+    assert time.monotonic() - t0 < 60
+    run = tmp_path / "run"
+    # Every file there is whole: each write is atomic (temporary file, then rename).
+    config = json.loads((run / "config.json").read_text())
+    assert config["epochs"] == 500 and config["processes"] == 2
+    metrics = read_metrics(run)
+    assert 1 <= len(metrics) < 500
+    assert fg.load(run / "model.npz")["epoch"] >= 1
+    assert not (run / "curves.png").exists()

@@ -17,10 +17,12 @@ import numpy as np
 
 import flowgrad as fg
 from flowgrad import _atomic
+from flowgrad.nn.parallel import DistributedDataParallel
 from flowgrad.training.config import TrainConfig
 from flowgrad.training.datasets import load_dataset
 from flowgrad.training.evaluation import _evaluate_arrays
 from flowgrad.training.model import build_reference_model, make_optimizer
+from flowgrad.training.parallel import Replicas
 from flowgrad.training.plots import plot_curves
 from flowgrad.training.rundir import (
     CHECKPOINT_FILE,
@@ -105,8 +107,13 @@ def train(config: TrainConfig, progress: bool = True,
             ``print``.
         plot: write ``curves.png`` (needs matplotlib, checked before training starts).
 
+    Data-parallel: when a process group of several processes is initialized (``flowgrad
+    train`` joins one when started by ``mpiexec``), each process trains a replica on its
+    rows of every batch and the result equals one process's run with the same batch size;
+    only rank 0 logs and writes the run folder (see :mod:`flowgrad.training.parallel`).
+
     Returns:
-        A :class:`RunResult`.
+        A :class:`RunResult` (on every process).
 
     Raises:
         ValueError: an invalid option (see :meth:`TrainConfig.validate`).
@@ -121,27 +128,43 @@ def train(config: TrainConfig, progress: bool = True,
 
     started = time.perf_counter()
     config = dataclasses.replace(config)  # validates; the caller's copy stays untouched
-    if plot:
-        figures.require("matplotlib", "plotting the curves")
-    splits = load_dataset(config.dataset, config.data_dir, config.download)
-    run_dir = _make_run_dir(config.out, config.dataset)
+    replicas = Replicas()
+    if not replicas.is_main:
+        log, progress = None, False
+
+    def set_up() -> tuple[Any, Path | None]:
+        if plot:
+            figures.require("matplotlib", "plotting the curves")
+        splits = load_dataset(config.dataset, config.data_dir, config.download)
+        return splits, _make_run_dir(config.out, config.dataset) if replicas.is_main else None
+
+    # Checked on every process before any of them waits for the others (parallel.py).
+    splits, run_dir = replicas.agree(set_up)
+    run_dir = Path(replicas.share(str(run_dir)))
     config = dataclasses.replace(config, lr=config.learning_rate, out=str(run_dir))
 
     fg.manual_seed(config.seed)
     model = build_reference_model(splits.in_features, config.hidden, len(splits.classes))
+    # Data-parallel: DDP averages the gradients; the plain model is what gets saved.
+    net = DistributedDataParallel(model) if replicas.active else model
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr)
+    # Every process draws the same global batches (same seed) and takes its rows of each.
     loader = data.DataLoader(data.TensorDataset(splits.x_train, splits.y_train),
                              batch_size=config.batch_size, shuffle=True, seed=config.seed)
 
     files = {"checkpoint": run_dir / CHECKPOINT_FILE, "config": run_dir / CONFIG_FILE,
              "metrics": run_dir / METRICS_FILE}
-    _atomic.write_text(files["config"],
-                json.dumps(_config_document(config, splits, model), indent=2) + "\n")
+    if replicas.is_main:
+        document = _config_document(config, splits, model)
+        if replicas.active:
+            document["processes"] = replicas.size
+        _atomic.write_text(files["config"], json.dumps(document, indent=2) + "\n")
     if log is not None:
+        processes = f", {replicas.size} processes" if replicas.active else ""
         log(f"training {splits.in_features}-{config.hidden}-{len(splits.classes)} network "
             f"on {config.dataset} ({len(splits.x_train)} train / {len(splits.x_test)} test) "
             f"with {config.optimizer} lr {config.lr:g} ({config.schedule}), "
-            f"batch {config.batch_size}, "
+            f"batch {config.batch_size}{processes}, "
             f"{config.epochs} epochs, seed {config.seed}")
         log(f"run folder: {run_dir}")
 
@@ -158,33 +181,47 @@ def train(config: TrainConfig, progress: bool = True,
         # Overflow warnings would only precede the clear error raised below.
         with np.errstate(over="ignore", invalid="ignore"):
             for xb, yb in _progress_bar(loader, progress, f"epoch {epoch}/{config.epochs}"):
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
+                if replicas.active:
+                    xb, yb, total = replicas.take_rows(xb, yb)
+                    logits = net(xb)
+                    # Sum x P / B: DDP's average over the P processes is then the mean
+                    # over the global batch of B, whatever the (uneven) shares.
+                    batch_sum = F.cross_entropy(logits, yb, reduction="sum")
+                    loss = batch_sum * (replicas.size / total)
+                    value = batch_sum.item()
+                else:
+                    logits = model(xb)
+                    loss = F.cross_entropy(logits, yb)
+                    value = loss.item() * len(yb)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                value, n = loss.item(), len(yb.numpy())
                 if not math.isfinite(value):
                     raise FloatingPointError(
                         f"training diverged in epoch {epoch} (the loss became {value}); "
                         f"try a smaller learning rate than {config.lr:g}")
-                loss_sum += value * n
+                loss_sum += value
                 correct += int((logits.numpy().argmax(axis=1) == yb.numpy()).sum())
-                seen += n
+                seen += len(yb)
         model.eval()
-        test_loss, test_acc = _evaluate_arrays(model, splits.x_test, splits.y_test)
+        if replicas.active:
+            loss_sum, correct, seen = replicas.sum(loss_sum, correct, seen)
+            test_loss, test_acc = replicas.evaluate(model, splits.x_test, splits.y_test)
+        else:
+            test_loss, test_acc = _evaluate_arrays(model, splits.x_test, splits.y_test)
         m = EpochMetrics(epoch, loss_sum / seen, correct / seen, test_loss, test_acc,
                          time.perf_counter() - t0)
         metrics.append(m)
-        fg.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "epoch": epoch}, files["checkpoint"])
-        _atomic.write_text(files["metrics"], _metrics_csv(metrics))
+        if replicas.is_main:
+            fg.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "epoch": epoch}, files["checkpoint"])
+            _atomic.write_text(files["metrics"], _metrics_csv(metrics))
         if log is not None:
             log(format_epoch(m, config.epochs))
         if scheduler is not None:
             scheduler.step()
 
-    if plot:
+    if plot and replicas.is_main:
         files["curves"] = plot_curves(
             metrics, run_dir / CURVES_FILE,
             title=(f"{config.dataset}: {splits.in_features}-{config.hidden}-"
