@@ -69,6 +69,10 @@ class Settings:
     digits_repeats: int = 3
     digits_overrides: dict[str, Any] = field(default_factory=dict)
     import_repeats: int = 5
+    ddp_batch: int = 512
+    ddp_steps: int = 60
+    ddp_warmup: int = 5
+    ddp_rounds: int = 3
     full_size: bool = True
 
 
@@ -97,6 +101,10 @@ PROFILES: dict[str, Settings] = {
         digits_overrides={"epochs": 1},
         digits_repeats=1,
         import_repeats=1,
+        ddp_batch=16,
+        ddp_steps=2,
+        ddp_warmup=1,
+        ddp_rounds=1,
         full_size=False,
     ),
 }
@@ -877,3 +885,7 @@ def import_time(ctx: Context) -> CaseResult:
         )
     res.data = {"seconds": sec, "errors": errs}
     return res
+
+
+# Cases in their own modules register on import (after the ones above, in this order).
+from benchmarks import ddp_mlp  # noqa: E402, F401

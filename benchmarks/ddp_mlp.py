@@ -20,186 +20,144 @@ What is measured, in every process count, after warm-up steps and a barrier:
 One process runs the plain model (no DDP, no MPI calls): the baseline the scaling is
 measured against. Efficiency at ``P`` processes is ``samples/s(P) / (P x samples/s(1))``.
 
-Run: ``python -m benchmarks.ddp_mlp [--procs 1,2,4] [--batch 512] [--steps 60]``.
+Run it with the others (``python -m benchmarks --cases ddp_mlp``), or alone with its own
+options: ``python -m benchmarks.ddp_process [--procs 1,2,4] [--batch 512] [--steps 60]``
+(:mod:`benchmarks.ddp_process` is also the program each MPI process runs). Without
+mpi4py/mpiexec (``pip install 'flowgrad[distributed]'``) the case says so.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-IN, HIDDEN, CLASSES = 784, 256, 10
-LR = 0.1
-
-
-def _even_split(total: int, parts: int, index: int) -> slice:
-    """Rows of part ``index`` when ``total`` rows are split into ``parts`` near-equal parts."""
-    base, extra = divmod(total, parts)
-    start = index * base + min(index, extra)
-    return slice(start, start + base + (1 if index < extra else 0))
-
-
-def worker(batch: int, steps: int, warmup: int, bucket_cap_mb: float, seed: int) -> dict:
-    """One process of the job: time the steps and report (rank 0 returns everything)."""
-    import time
-
-    import numpy as np
-
-    import flowgrad as fg
-    import flowgrad.distributed as dist
-    from flowgrad.nn import functional as F
-
-    dist.init_process_group()
-    rank, world = dist.get_rank(), dist.get_world_size()
-    rng = np.random.default_rng(seed)
-    pool = 4
-    x = rng.random((pool, batch, IN), dtype=np.float32)
-    y = rng.integers(0, CLASSES, (pool, batch), dtype=np.int64)
-    mine = _even_split(batch, world, rank)
-    xs = [fg.tensor(x[k, mine]) for k in range(pool)]
-    ys = [fg.tensor(y[k, mine]) for k in range(pool)]
-    fg.manual_seed(seed)
-    model = fg.nn.Sequential(fg.nn.Linear(IN, HIDDEN), fg.nn.ReLU(), fg.nn.Linear(HIDDEN, CLASSES))
-    ddp = None
-    if world > 1:
-        ddp = fg.nn.parallel.DistributedDataParallel(model, bucket_cap_mb=bucket_cap_mb)
-    net = ddp if ddp is not None else model
-    opt = fg.optim.SGD(net.parameters(), lr=LR)
-    # The sum over this process's rows, scaled so that DDP's average over processes is the
-    # mean over the whole global batch (uneven shares included).
-    scale = world / batch
-
-    def step(k: int) -> None:
-        opt.zero_grad()
-        loss = F.cross_entropy(net(xs[k % pool]), ys[k % pool], reduction="sum") * scale
-        loss.backward()
-        opt.step()
-
-    for k in range(warmup):
-        step(k)
-    dist.barrier()
-    if ddp is not None:
-        ddp.comm_stats.reset()
-    t0 = time.perf_counter()
-    for k in range(steps):
-        step(k)
-    dist.barrier()
-    wall = time.perf_counter() - t0
-    allreduce = ddp.comm_stats.allreduce_seconds if ddp is not None else 0.0
-    calls = ddp.comm_stats.allreduce_calls if ddp is not None else 0
-    nbytes = ddp.comm_stats.allreduce_bytes // max(steps, 1) if ddp is not None else 0
-    # The same transfer alone: a barrier first, so no process waits for a slower one.
-    numel = sum(p.data.size for p in model.parameters())
-    flat = np.zeros(numel, dtype=np.float32)
-    pure = []
-    for _ in range(20):
-        dist.barrier()
-        t = time.perf_counter()
-        dist.all_reduce(flat)
-        pure.append(time.perf_counter() - t)
-    mine_report = {"rank": rank, "rows": mine.stop - mine.start,
-                   "compute_ms": 1e3 * (wall - allreduce) / steps,
-                   "allreduce_ms": 1e3 * allreduce / steps}
-    everyone = dist.all_gather_object(mine_report)
-    from threadpoolctl import threadpool_info
-
-    threads = sorted({int(i.get("num_threads", 0)) for i in threadpool_info()})
-    return {"processes": world, "batch": batch, "steps": steps,
-            "samples_per_s": batch * steps / wall, "step_ms": 1e3 * wall / steps,
-            "allreduce_ms": 1e3 * allreduce / steps,
-            "allreduce_calls_per_step": calls / steps, "bytes_per_step": nbytes,
-            "pure_allreduce_ms": 1e3 * float(np.median(pure)) if world > 1 else 0.0,
-            "compute_ms": 1e3 * (wall - allreduce) / steps,
-            "blas_threads": threads, "ranks": everyone}
+from benchmarks.cases import Context, case
+from benchmarks.report import CaseResult, Check, Table
 
 
 def measure(procs: list[int], batch: int = 512, steps: int = 60, warmup: int = 5,
-            bucket_cap_mb: float = 25.0, seed: int = 0, cores: int | None = None,
-            timeout: float = 600) -> list[dict]:
-    """Run the worker as 1, 2, ... MPI processes (one job each) and return their reports.
+            rounds: int = 3, bucket_cap_mb: float = 25.0, seed: int = 0,
+            cores: int | None = None, timeout: float = 600) -> list[dict]:
+    """Run the worker as 1, 2, ... MPI processes and return the median report of each.
+
+    The first entry is one process with all ``cores`` as BLAS threads (the baseline of the
+    speed-up), then each count in ``procs`` with ``cores // count`` threads each; one
+    process with one thread is added as a per-core reference. The configurations run in
+    ``rounds`` alternating rounds (a slow spell of a shared machine then hits all of them)
+    and each one's median-throughput round is reported.
 
     Raises:
         RuntimeError: no MPI launcher, or a job failed (its stderr is in the message).
     """
+    cores = cores or len(os.sched_getaffinity(0))
+    configs = [(n, max(1, cores // n)) for n in procs]
+    if cores > 1:
+        configs.insert(1, (1, 1))
+    runs: dict[tuple[int, int], list[dict]] = {c: [] for c in configs}
+    for _ in range(max(1, rounds)):
+        for n, threads in configs:
+            runs[(n, threads)].append(_run_job(n, threads, batch, steps, warmup,
+                                               bucket_cap_mb, seed, timeout))
+    results = []
+    for c in configs:
+        ordered = sorted(runs[c], key=lambda r: r["samples_per_s"])
+        median = dict(ordered[len(ordered) // 2])
+        median["rounds_samples_per_s"] = [r["samples_per_s"] for r in runs[c]]
+        results.append(median)
+    base = results[0]
+    for r in results:
+        r["speedup"] = r["samples_per_s"] / base["samples_per_s"]
+        r["efficiency"] = r["speedup"] / r["processes"]
+    return results
+
+
+def _run_job(n: int, threads: int, batch: int, steps: int, warmup: int,
+             bucket_cap_mb: float, seed: int, timeout: float) -> dict:
+    import flowgrad
     import flowgrad.distributed as dist
 
-    cores = cores or len(os.sched_getaffinity(0))
-    here = Path(__file__).resolve()
-    results = []
-    for n in procs:
-        args = json.dumps({"batch": batch, "steps": steps, "warmup": warmup,
-                           "bucket_cap_mb": bucket_cap_mb, "seed": seed})
-        cmd, env = dist.mpiexec_command(n, [sys.executable, str(here), "--worker", args])
-        threads = str(max(1, cores // n))
-        for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[v] = threads
-        src = here.parents[1] / "src"
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), env.get("PYTHONPATH"))
-                                            if p)
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0:
-            raise RuntimeError(f"ddp_mlp with {n} processes failed (exit {proc.returncode}):"
-                               f"\n{proc.stderr[-2000:]}")
-        report = json.loads(proc.stdout.strip().splitlines()[-1])
-        results.append(report)
+    root = Path(__file__).resolve().parents[1]
+    args = json.dumps({"batch": batch, "steps": steps, "warmup": warmup,
+                       "bucket_cap_mb": bucket_cap_mb, "seed": seed})
+    cmd, env = dist.mpiexec_command(
+        n, [sys.executable, "-m", "benchmarks.ddp_process", "--worker", args])
+    # Set before NumPy loads in each process: its BLAS starts with this many threads.
+    for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[v] = str(threads)
+    # The processes import these benchmarks and the flowgrad this process runs.
+    paths = [str(root), str(Path(flowgrad.__file__).resolve().parents[1]),
+             env.get("PYTHONPATH")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
+                          cwd=root)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ddp_mlp with {n} processes failed (exit {proc.returncode}):"
+                           f"\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+COLUMNS = ["processes", "BLAS threads each", "samples/s", "speed-up", "efficiency",
+           "step ms", "compute ms", "allreduce ms/step", "allreduces/step",
+           "pure allreduce ms", "KiB per allreduce"]
+
+
+def rows(results: list[dict]) -> list[list[str]]:
+    """One formatted row per process count (see :data:`COLUMNS`)."""
+    out = []
     for r in results:
-        r["speedup"] = r["samples_per_s"] / results[0]["samples_per_s"]
-        r["efficiency"] = r["speedup"] * results[0]["processes"] / r["processes"]
-    return results
+        calls = r["allreduce_calls_per_step"]
+        per_call = r["bytes_per_step"] / calls / 1024 if calls else 0
+        out.append([str(r["processes"]), ",".join(map(str, r["blas_threads"])),
+                    f"{r['samples_per_s']:,.0f}", f"{r['speedup']:.2f}x",
+                    f"{100 * r['efficiency']:.0f}%", f"{r['step_ms']:.2f}",
+                    f"{r['compute_ms']:.2f}", f"{r['allreduce_ms']:.3f}", f"{calls:g}",
+                    f"{r['pure_allreduce_ms']:.3f}", f"{per_call:,.0f}"])
+    return out
 
 
 def table(results: list[dict]) -> str:
     """The results as a Markdown table."""
-    lines = ["| processes | BLAS threads each | samples/s | speed-up | efficiency | step ms | "
-             "compute ms | allreduce ms (calls) | pure allreduce ms | KB per allreduce |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        calls = r["allreduce_calls_per_step"]
-        per_call = r["bytes_per_step"] / calls / 1024 if calls else 0
-        lines.append(
-            f"| {r['processes']} | {','.join(map(str, r['blas_threads']))} | "
-            f"{r['samples_per_s']:,.0f} | {r['speedup']:.2f}x | {100 * r['efficiency']:.0f}% | "
-            f"{r['step_ms']:.2f} | {r['compute_ms']:.2f} | "
-            f"{r['allreduce_ms']:.3f} ({calls:g}) | {r['pure_allreduce_ms']:.3f} | "
-            f"{per_call:,.0f} |")
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(results)]
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ddp_mlp",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--procs", default=None,
-                        help="process counts, comma-separated (default: 1,2 and 4 when "
-                        "there are at least 4 cores)")
-    parser.add_argument("--batch", type=int, default=512, help="global batch (default 512)")
-    parser.add_argument("--steps", type=int, default=60, help="timed steps (default 60)")
-    parser.add_argument("--json", default=None, help="also write the reports to this file")
-    args = parser.parse_args(argv)
-    if args.worker:
-        report = worker(**json.loads(args.worker))
-        if report["ranks"] and report["ranks"][0]["rank"] == 0 and _rank() == 0:
-            print(json.dumps(report))
-        return 0
-    cores = len(os.sched_getaffinity(0))
-    procs = ([int(p) for p in args.procs.split(",")] if args.procs
-             else [1, 2] + ([4] if cores >= 4 else []))
-    results = measure(procs, batch=args.batch, steps=args.steps)
-    print(table(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    return 0
+@case
+def ddp_mlp(ctx: Context) -> CaseResult:
+    """The case: 1, 2 (and 4 when the thread budget allows) processes, fixed global batch."""
+    import importlib.util
 
-
-def _rank() -> int:
     import flowgrad.distributed as dist
 
-    return dist.get_rank()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    s = ctx.settings
+    res = CaseResult(
+        "ddp_mlp",
+        f"the mlp_train step data-parallel over MPI processes at a fixed global batch of "
+        f"{s.ddp_batch}, split across the processes; {ctx.threads} cores shared out as BLAS "
+        f"threads (cores / processes each); DDP's default 25 MB bucket")
+    if dist.find_mpiexec() is None or importlib.util.find_spec("mpi4py") is None:
+        res.tables.append(Table("data-parallel throughput", ["processes", "samples/s"],
+                                [["-", "not installed (pip install 'flowgrad[distributed]')"]]))
+        return res
+    procs = [1, 2] + ([4] if ctx.threads >= 4 else [])
+    ctx.log(f"ddp_mlp: {procs} processes, batch {s.ddp_batch}, {s.ddp_steps} steps")
+    results = measure(procs, batch=s.ddp_batch, steps=s.ddp_steps, warmup=s.ddp_warmup,
+                      rounds=s.ddp_rounds, cores=ctx.threads)
+    res.tables.append(Table(
+        "data-parallel throughput (higher samples/s is better; speed-up against one process "
+        "with all the cores; efficiency = speed-up / processes; allreduce ms/step includes "
+        "waiting for the slower process, pure allreduce ms is the same transfer timed alone "
+        "after a barrier)", COLUMNS,
+        rows(results)))
+    for r in results:
+        if r["processes"] == 1:
+            continue
+        res.checks.append(Check(f"one allreduce per bucket per step ({r['processes']} "
+                                "processes, 1 bucket)",
+                                f"{r['allreduce_calls_per_step']:g}",
+                                r["allreduce_calls_per_step"] == 1))
+    res.data = {"results": results}
+    return res

@@ -103,6 +103,25 @@ def test_hessian_case_without_torch(smoke_report):
     assert any("relative asymmetry" in n for n in hess.notes)
 
 
+def test_ddp_mlp_reports_each_process_count(smoke_report):
+    import importlib.util
+
+    import flowgrad.distributed as dist
+
+    ddp = next(c for c in smoke_report.cases if c.name == "ddp_mlp")
+    if dist.find_mpiexec() is None or importlib.util.find_spec("mpi4py") is None:
+        assert "not installed" in ddp.tables[0].rows[0][1]
+        return
+    results = ddp.data["results"]
+    # One process with every core, one with one core, then two processes.
+    assert [(r["processes"], r["batch"]) for r in results] == [(1, 16), (1, 16), (2, 16)]
+    assert [r["rows"] for r in results[2]["ranks"]] == [8, 8]
+    assert results[2]["allreduce_calls_per_step"] == 1  # all 4 parameters in one bucket
+    assert results[2]["bytes_per_step"] == 4 * (784 * 256 + 256 + 256 * 10 + 10)
+    assert results[0]["allreduce_calls_per_step"] == 0  # the baseline runs without DDP
+    assert [c.ok for c in ddp.checks] == [True]
+
+
 def test_train_digits_smoke():
     report = run_benchmarks(["train_digits"], profile="smoke", use_torch=False)
     case = report.cases[0]
