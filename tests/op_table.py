@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import flowgrad as fg
+import flowgrad.nn.functional as F
 
 Interval = tuple[float, float]
 Domain = tuple[Interval, ...]
@@ -545,3 +546,155 @@ OP_TABLE += [
 ]
 
 NON_DIFFERENTIABLE += ("argmax", "argmin")
+
+
+# ---------------------------------------------------------------- convolution and pooling
+def _np_conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+    """Direct convolution, one output pixel at a time (slow and obviously right)."""
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    out = np.zeros((n, o, oh, ow), dtype=np.result_type(x, w))
+    og = o // groups
+    for f in range(o):
+        grp = f // og
+        for i in range(oh):
+            for j in range(ow):
+                patch = xp[:, grp * cg:(grp + 1) * cg, i * sh:i * sh + dh * (kh - 1) + 1:dh,
+                           j * sw:j * sw + dw * (kw - 1) + 1:dw]
+                out[:, f, i, j] = np.sum(patch * w[f], axis=(1, 2, 3))
+    return out if b is None else out + b.reshape(1, -1, 1, 1)
+
+
+def _np_pool(x, k, s, p, reduce, pad_value):
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=pad_value)
+    oh, ow = (xp.shape[2] - k) // s + 1, (xp.shape[3] - k) // s + 1
+    out = np.empty(x.shape[:2] + (oh, ow), dtype=x.dtype)
+    for i in range(oh):
+        for j in range(ow):
+            out[:, :, i, j] = reduce(xp[:, :, i * s:i * s + k, j * s:j * s + k], axis=(2, 3))
+    return out
+
+
+def _np_adaptive(x, oh, ow):
+    h, w = x.shape[-2:]
+    out = np.empty(x.shape[:-2] + (oh, ow), dtype=x.dtype)
+    for i in range(oh):
+        for j in range(ow):
+            rows = slice(i * h // oh, -(-(i + 1) * h // oh))
+            cols = slice(j * w // ow, -(-(j + 1) * w // ow))
+            out[..., i, j] = x[..., rows, cols].mean(axis=(-2, -1))
+    return out
+
+
+def _np_im2col(x, k, p):
+    n, c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    oh, ow = h + 2 * p - k + 1, w + 2 * p - k + 1
+    col = np.empty((c, k, k, n, oh, ow), dtype=x.dtype)
+    for i in range(k):
+        for j in range(k):
+            col[:, i, j] = xp[:, :, i:i + oh, j:j + ow].transpose(1, 0, 2, 3)
+    return col.reshape(c * k * k, -1)
+
+
+def _np_col2im(col, shape, k, p):
+    n, c, h, w = shape
+    oh, ow = h + 2 * p - k + 1, w + 2 * p - k + 1
+    out = np.zeros((n, c, h + 2 * p, w + 2 * p), dtype=col.dtype)
+    parts = col.reshape(c, k, k, n, oh, ow)
+    for i in range(k):
+        for j in range(k):
+            out[:, :, i:i + oh, j:j + ow] += parts[:, i, j].transpose(1, 0, 2, 3)
+    return out[:, :, p:p + h, p:p + w]
+
+
+def _np_max_pool_grad(g, x, k, s):
+    """Each window's gradient to its first maximum (row-major), summed over windows."""
+    gx = np.zeros(x.shape, dtype=g.dtype)
+    for i in range(g.shape[2]):
+        for j in range(g.shape[3]):
+            win = x[:, :, i * s:i * s + k, j * s:j * s + k].reshape(x.shape[0], x.shape[1], -1)
+            first = win.argmax(-1)
+            for a in range(x.shape[0]):
+                for b in range(x.shape[1]):
+                    r, c = divmod(first[a, b], k)
+                    gx[a, b, i * s + r, j * s + c] += g[a, b, i, j]
+    return gx
+
+
+def _np_avg_pool_grad(g, shape, k, s):
+    gx = np.zeros(shape, dtype=g.dtype)
+    for i in range(g.shape[2]):
+        for j in range(g.shape[3]):
+            gx[:, :, i * s:i * s + k, j * s:j * s + k] += g[:, :, i:i + 1, j:j + 1] / (k * k)
+    return gx
+
+
+_C2 = np.random.default_rng(99)
+POOL_X = _C2.standard_normal((2, 2, 5, 5))  # a fixed input for the pooling gradients' rows
+POOL_OUT = _np_pool(POOL_X, 3, 2, 0, np.max, -np.inf)
+EMB_IDX = np.array([[0, 2, 2], [3, 0, 1]])
+
+OP_TABLE += [
+    OpSpec("conv2d", lambda x, w, b: F.conv2d(x, w, b), ((2, 3, 5, 4), (4, 3, 3, 2), (4,)),
+           REAL, _np_conv2d),
+    OpSpec("conv2d", lambda x, w: F.conv2d(x, w, stride=2, padding=1), ((1, 2, 5, 5),
+                                                                         (3, 2, 3, 3)), REAL,
+           lambda x, w: _np_conv2d(x, w, stride=(2, 2), padding=(1, 1)), label="stride-pad"),
+    OpSpec("conv2d", lambda x, w: F.conv2d(x, w, padding=(2, 1), dilation=(2, 1)),
+           ((1, 2, 5, 4), (2, 2, 3, 2)), REAL,
+           lambda x, w: _np_conv2d(x, w, padding=(2, 1), dilation=(2, 1)), label="dilation"),
+    OpSpec("conv2d", lambda x, w, b: F.conv2d(x, w, b, groups=2), ((2, 4, 4, 4), (6, 2, 2, 2),
+                                                                    (6,)), REAL,
+           lambda x, w, b: _np_conv2d(x, w, b, groups=2), label="groups"),
+    OpSpec("conv2d", lambda x, w: F.conv2d(x, w, padding=1), ((2, 4, 4), (3, 2, 3, 3)), REAL,
+           lambda x, w: _np_conv2d(x[None], w, padding=(1, 1))[0], label="unbatched"),
+    OpSpec("conv2d", lambda x, w, b: F.conv2d(x, w, b, padding=1), ((8, 4, 8, 8), (8, 4, 3, 3),
+                                                                     (8,)), REAL,
+           lambda x, w, b: _np_conv2d(x, w, b, padding=(1, 1)), label="large"),
+    OpSpec("conv1d", lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=1),
+           ((2, 3, 7), (4, 3, 3), (4,)), REAL,
+           lambda x, w, b: _np_conv2d(x[:, :, None], w[:, :, None], b, stride=(1, 2),
+                                      padding=(0, 1))[:, :, 0]),
+    OpSpec("conv1d", lambda x, w: F.conv1d(x, w, dilation=2, groups=3), ((1, 3, 8), (3, 1, 2)),
+           REAL, lambda x, w: _np_conv2d(x[:, :, None], w[:, :, None], dilation=(1, 2),
+                                         groups=3)[:, :, 0], label="dilation-groups"),
+    OpSpec("im2col", lambda x: fg.ops.conv.im2col(x, kernel_size=(2, 2), stride=(1, 1),
+                                                  padding=(1, 1, 1, 1), dilation=(1, 1)),
+           ((2, 2, 3, 3),), REAL, lambda x: _np_im2col(x, 2, 1)),
+    OpSpec("col2im", lambda c: fg.ops.conv.col2im(c, input_shape=(2, 2, 3, 3), kernel_size=(2, 2),
+                                                  stride=(1, 1), padding=(1, 1, 1, 1),
+                                                  dilation=(1, 1)),
+           ((8, 32),), REAL, lambda c: _np_col2im(c, (2, 2, 3, 3), 2, 1)),
+    OpSpec("max_pool2d", lambda x: F.max_pool2d(x, 2), ((2, 3, 4, 6),), REAL,
+           lambda x: _np_pool(x, 2, 2, 0, np.max, -np.inf)),
+    OpSpec("max_pool2d", lambda x: F.max_pool2d(x, 3, stride=2, padding=1), ((1, 2, 5, 5),),
+           REAL, lambda x: _np_pool(x, 3, 2, 1, np.max, -np.inf), label="overlap-pad"),
+    OpSpec("max_pool2d", lambda x: F.max_pool2d(x, 2), ((3, 4, 4),), REAL,
+           lambda x: _np_pool(x[None], 2, 2, 0, np.max, -np.inf)[0], label="unbatched"),
+    OpSpec("max_pool2d_backward",
+           lambda g: fg.ops.conv.max_pool2d_backward(g, fg.tensor(POOL_X), fg.tensor(POOL_OUT),
+                                                     kernel_size=3, stride=2),
+           ((2, 2, 2, 2),), REAL, lambda g: _np_max_pool_grad(g, POOL_X, 3, 2)),
+    OpSpec("avg_pool2d", lambda x: F.avg_pool2d(x, 2), ((2, 3, 4, 6),), REAL,
+           lambda x: _np_pool(x, 2, 2, 0, np.mean, 0.0)),
+    OpSpec("avg_pool2d", lambda x: F.avg_pool2d(x, 3, stride=1, padding=1), ((1, 2, 4, 4),),
+           REAL, lambda x: _np_pool(x, 3, 1, 1, np.mean, 0.0), label="overlap-pad"),
+    OpSpec("avg_pool2d_backward",
+           lambda g: fg.ops.conv.avg_pool2d_backward(g, input_shape=(1, 2, 5, 5),
+                                                     kernel_size=3, stride=2),
+           ((1, 2, 2, 2),), REAL, lambda g: _np_avg_pool_grad(g, (1, 2, 5, 5), 3, 2)),
+    OpSpec("adaptive_avg_pool2d", lambda x: F.adaptive_avg_pool2d(x, (3, 2)), ((2, 2, 7, 5),),
+           REAL, lambda x: _np_adaptive(x, 3, 2)),
+    OpSpec("embedding", lambda w: F.embedding(fg.tensor(EMB_IDX), w), ((4, 3),), REAL,
+           lambda w: w[EMB_IDX]),
+    # padding_idx's row gets no gradient by convention (finite differences disagree), so the
+    # row here only checks that the other rows are untouched; test_nn_layers pins the rest.
+    OpSpec("embedding", lambda w: F.embedding(EMB_IDX, w, padding_idx=3) * fg.tensor(
+        EMB_IDX[..., None] != 3), ((4, 3),), REAL, lambda w: w[EMB_IDX] * (EMB_IDX[..., None] != 3),
+           label="padding"),
+]

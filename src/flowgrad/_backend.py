@@ -50,3 +50,9 @@ def manual_seed(seed: int) -> None:
 
 def rng() -> np.random.Generator:
     return _rng
+
+
+def sliding_windows(x, window_shape: tuple[int, ...], axis: tuple[int, ...]):
+    """A read-only view of every window of ``window_shape`` over ``axis`` of ``x``, the window
+    dims appended last (NumPy's ``sliding_window_view``): im2col without copying."""
+    return np.lib.stride_tricks.sliding_window_view(x, window_shape, axis=axis)

@@ -9,24 +9,53 @@
     (32, 64)
 """
 
-from flowgrad.nn import functional, init, parallel
+from flowgrad.nn import functional, init, parallel, utils
+from flowgrad.nn.attention import MultiheadAttention
+from flowgrad.nn.conv import (
+    AdaptiveAvgPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    Conv1d,
+    Conv2d,
+    MaxPool1d,
+    MaxPool2d,
+)
 from flowgrad.nn.layers import (
+    ELU,
+    GELU,
+    Dropout,
+    Embedding,
     Flatten,
     Identity,
     LeakyReLU,
     Linear,
     LogSoftmax,
+    ModuleDict,
+    ModuleList,
     ReLU,
     Sequential,
     Sigmoid,
+    SiLU,
     Softmax,
+    Softplus,
     Tanh,
 )
-from flowgrad.nn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from flowgrad.nn.losses import (
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from flowgrad.nn.module import IncompatibleKeys, Module, Parameter
+from flowgrad.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 
 __all__ = [
-    "Module", "Parameter", "IncompatibleKeys", "Linear", "Sequential", "Identity", "ReLU",
-    "Sigmoid", "Tanh", "LeakyReLU", "Softmax", "LogSoftmax", "Flatten", "MSELoss",
-    "CrossEntropyLoss", "BCEWithLogitsLoss", "functional", "init", "parallel",
+    "Module", "Parameter", "IncompatibleKeys", "Linear", "Sequential", "ModuleList",
+    "ModuleDict", "Identity", "Flatten", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "GELU", "SiLU",
+    "ELU", "Softplus", "Softmax", "LogSoftmax", "Conv1d", "Conv2d", "MaxPool1d", "MaxPool2d",
+    "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
+    "Dropout", "Embedding", "MultiheadAttention", "MSELoss", "L1Loss", "SmoothL1Loss",
+    "NLLLoss", "CrossEntropyLoss", "BCEWithLogitsLoss", "functional", "init", "parallel", "utils",
 ]

@@ -1,4 +1,5 @@
-"""Layers: ``Linear``, ``Sequential`` and the activation modules."""
+"""Layers: ``Linear``, ``Sequential``, the activation modules, ``Dropout``, ``Embedding``,
+and the containers ``ModuleList`` and ``ModuleDict``."""
 
 from __future__ import annotations
 
@@ -65,15 +66,15 @@ class Linear(Module):
                 f"bias={self.bias is not None}")
 
 
-def _size(name: str, value: Any) -> int:
+def _size(name: str, value: Any, owner: str = "Linear") -> int:
     if isinstance(value, bool):
-        raise TypeError(f"Linear: {name} must be an int, got {value!r}")
+        raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
     try:
         size = operator.index(value)
     except TypeError:
-        raise TypeError(f"Linear: {name} must be an int, got {value!r}") from None
+        raise TypeError(f"{owner}: {name} must be an int, got {value!r}") from None
     if size < 0:
-        raise ValueError(f"Linear: {name} must be >= 0, got {size}")
+        raise ValueError(f"{owner}: {name} must be >= 0, got {size}")
     return size
 
 
@@ -216,3 +217,239 @@ class Flatten(Module):
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class GELU(Module):
+    """x·Φ(x), Φ the standard normal CDF; ``approximate='tanh'`` uses the tanh formula."""
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.gelu(x, approximate=self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class SiLU(Module):
+    """x·sigmoid(x) elementwise (also called swish)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.silu(x)
+
+
+class ELU(Module):
+    """x for x > 0, alpha·(exp(x) - 1) otherwise."""
+
+    def __init__(self, alpha: float = 1.0):
+        super().__init__()
+        self.alpha = float(alpha)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.elu(x, alpha=self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class Softplus(Module):
+    """log(1 + exp(beta·x))/beta, linear where beta·x > threshold."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        super().__init__()
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softplus(x, beta=self.beta, threshold=self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class Dropout(Module):
+    """Inverted dropout: in ``train()`` mode each element is zeroed with probability ``p``
+    and the rest scaled by 1/(1-p), from flowgrad's seeded generator; the identity in
+    ``eval()`` mode. ``p`` must lie in [0, 1)."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        super().__init__()
+        self.p = F._check_p("Dropout", p)
+        self.inplace = inplace
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"
+
+
+class Embedding(Module):
+    """A lookup table: ``weight`` (num_embeddings, embedding_dim) drawn from N(0, 1) as in
+    PyTorch, with the row ``padding_idx`` (if given) zero and never updated by gradients.
+
+    Example:
+        >>> import flowgrad as fg
+        >>> emb = fg.nn.Embedding(10, 3)
+        >>> emb(fg.tensor([[1, 2], [4, 9]])).shape
+        (2, 2, 3)
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
+                 _weight: Any = None, _freeze: bool = False):
+        super().__init__()
+        self.num_embeddings = _size("num_embeddings", num_embeddings, "Embedding")
+        self.embedding_dim = _size("embedding_dim", embedding_dim, "Embedding")
+        if padding_idx is not None:
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise ValueError(f"Embedding: padding_idx must lie in [-{num_embeddings}, "
+                                 f"{num_embeddings}), got {padding_idx}")
+            padding_idx %= num_embeddings
+        self.padding_idx = padding_idx
+        if _weight is None:
+            self.weight = Parameter(xp.empty((num_embeddings, embedding_dim),
+                                             dtype=_backend.default_float))
+            self.reset_parameters()
+        else:
+            if tuple(_weight.shape) != (num_embeddings, embedding_dim):
+                raise ValueError(f"Embedding: weight of shape {tuple(_weight.shape)} does not "
+                                 f"match ({num_embeddings}, {embedding_dim})")
+            self.weight = Parameter(_weight, requires_grad=not _freeze)
+
+    def reset_parameters(self) -> None:
+        init.normal_(self.weight)
+        if self.padding_idx is not None:
+            self.weight.data[self.padding_idx] = 0
+
+    @classmethod
+    def from_pretrained(cls, embeddings: Any, freeze: bool = True,
+                        padding_idx: int | None = None) -> Embedding:
+        """An Embedding holding ``embeddings`` (2-D); ``freeze`` keeps them fixed."""
+        if embeddings.ndim != 2:
+            raise ValueError(f"Embedding.from_pretrained: embeddings must be 2-D, got shape "
+                             f"{tuple(embeddings.shape)}")
+        rows, cols = embeddings.shape
+        return cls(rows, cols, padding_idx=padding_idx, _weight=embeddings, _freeze=freeze)
+
+    def forward(self, input: Any) -> Tensor:
+        return F.embedding(input, self.weight, self.padding_idx)
+
+    def extra_repr(self) -> str:
+        text = f"{self.num_embeddings}, {self.embedding_dim}"
+        return text + (f", padding_idx={self.padding_idx}" if self.padding_idx is not None
+                       else "")
+
+
+class ModuleList(Module):
+    """Modules held in a list and registered as submodules ``"0"``, ``"1"``, ... (so their
+    parameters are found); indexable, iterable, with ``append``/``extend``/``insert``."""
+
+    def __init__(self, modules: Any = None):
+        super().__init__()
+        if modules is not None:
+            self.extend(modules)
+
+    def _index(self, idx: int) -> str:
+        n = len(self._modules)
+        if not isinstance(idx, int):
+            raise TypeError(f"ModuleList indices must be ints or slices, not "
+                            f"{type(idx).__name__}")
+        if not -n <= idx < n:
+            raise IndexError(f"index {idx} is out of range for a ModuleList of length {n}")
+        return str(idx % n)
+
+    def __getitem__(self, idx: int | slice) -> Any:
+        if isinstance(idx, slice):
+            return ModuleList(list(self._modules.values())[idx])
+        return self._modules[self._index(idx)]
+
+    def __setitem__(self, idx: int, module: Module) -> None:
+        self.add_module(self._index(idx), module)
+
+    def __delitem__(self, idx: int | slice) -> None:
+        modules = list(self._modules.values())
+        if isinstance(idx, slice):
+            del modules[idx]
+        else:
+            del modules[int(self._index(idx))]
+        self._modules.clear()
+        self.extend(modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def append(self, module: Module) -> ModuleList:
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+    def extend(self, modules: Any) -> ModuleList:
+        for module in modules:
+            self.append(module)
+        return self
+
+    def insert(self, index: int, module: Module) -> None:
+        modules = list(self._modules.values())
+        modules.insert(index, module)
+        self._modules.clear()
+        self.extend(modules)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("ModuleList is a container and has no forward(); call its "
+                                  "modules")
+
+
+class ModuleDict(Module):
+    """Modules held by name (insertion order kept) and registered as submodules."""
+
+    def __init__(self, modules: Any = None):
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def __getitem__(self, key: str) -> Module:
+        return self._modules[key]
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        self.add_module(key, module)
+
+    def __delitem__(self, key: str) -> None:
+        del self._modules[key]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._modules
+
+    def keys(self):
+        return self._modules.keys()
+
+    def items(self):
+        return self._modules.items()
+
+    def values(self):
+        return self._modules.values()
+
+    def pop(self, key: str) -> Module:
+        return self._modules.pop(key)
+
+    def clear(self) -> None:
+        self._modules.clear()
+
+    def update(self, modules: Any) -> None:
+        items = modules.items() if hasattr(modules, "items") else modules
+        for key, module in items:
+            self.add_module(key, module)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("ModuleDict is a container and has no forward(); call its "
+                                  "modules")

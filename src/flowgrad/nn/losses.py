@@ -1,4 +1,5 @@
-"""Loss modules: ``MSELoss``, ``CrossEntropyLoss`` and ``BCEWithLogitsLoss``."""
+"""Loss modules, as in PyTorch: ``MSELoss``, ``L1Loss``, ``SmoothL1Loss``, ``NLLLoss``,
+``CrossEntropyLoss`` and ``BCEWithLogitsLoss``."""
 
 from __future__ import annotations
 
@@ -41,7 +42,11 @@ class CrossEntropyLoss(_Loss):
 
     ``loss_i = logsumexp(logits_i) - logits_i[target_i]`` with the maximum subtracted
     first, so large logits never overflow; the gradient is ``softmax(logits) - onehot``
-    (divided by N for 'mean'). Logits are (N, C) (or (C,)), targets (N,) int64 indices.
+    (divided by N for 'mean'). Logits are (N, C) (or (C,), or (N, C, d1, ...)), targets (N,)
+    int64 indices (or class probabilities of the logits' shape). As in PyTorch, ``weight``
+    weighs the classes, targets equal to ``ignore_index`` count for nothing (not even in the
+    mean's denominator), and ``label_smoothing`` ε mixes the one-hot target with the uniform
+    distribution: (1 - ε)·onehot + ε/C.
 
     Example:
         >>> import flowgrad as fg
@@ -50,8 +55,18 @@ class CrossEntropyLoss(_Loss):
         0.1269
     """
 
+    def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean",
+                 label_smoothing: float = 0.0):
+        super().__init__(reduction)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"CrossEntropyLoss: label_smoothing must lie in [0, 1], got "
+                             f"{label_smoothing}")
+        self.weight, self.ignore_index = weight, ignore_index
+        self.label_smoothing = label_smoothing
+
     def forward(self, input: Tensor, target: Any) -> Tensor:
-        return F.cross_entropy(input, target, reduction=self.reduction)
+        return F.cross_entropy(input, target, self.weight, self.ignore_index, self.reduction,
+                               self.label_smoothing)
 
 
 class BCEWithLogitsLoss(_Loss):
@@ -59,3 +74,33 @@ class BCEWithLogitsLoss(_Loss):
 
     def forward(self, input: Tensor, target: Any) -> Tensor:
         return F.binary_cross_entropy_with_logits(input, target, reduction=self.reduction)
+
+
+class NLLLoss(_Loss):
+    """Negative log-likelihood of log-probabilities (e.g. from ``LogSoftmax``) at integer
+    targets, with optional class ``weight`` and ``ignore_index``, as ``torch.nn.NLLLoss``."""
+
+    def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean"):
+        super().__init__(reduction)
+        self.weight, self.ignore_index = weight, ignore_index
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return F.nll_loss(input, target, self.weight, self.ignore_index, self.reduction)
+
+
+class L1Loss(_Loss):
+    """Mean absolute error: reduce(|input - target|)."""
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return F.l1_loss(input, target, reduction=self.reduction)
+
+
+class SmoothL1Loss(_Loss):
+    """0.5·d²/beta where |d| < beta, |d| - 0.5·beta elsewhere (d = input - target)."""
+
+    def __init__(self, reduction: str = "mean", beta: float = 1.0):
+        super().__init__(reduction)
+        self.beta = beta
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return F.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)

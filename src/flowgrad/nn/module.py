@@ -166,14 +166,24 @@ class Module:
         self._forget(name)
         self._registry("_parameters")[name] = param
 
-    def register_buffer(self, name: str, tensor: Tensor | None) -> None:
-        """Register a non-trainable tensor that is saved in the state dict (e.g. statistics)."""
+    def register_buffer(self, name: str, tensor: Tensor | None,
+                        persistent: bool = True) -> None:
+        """Register a non-trainable tensor (e.g. running statistics) under ``name``.
+
+        Buffers move with :meth:`to` and, when ``persistent`` (the default), are saved in
+        the state dict, as in PyTorch.
+        """
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"cannot register {type(tensor).__name__} as buffer {name!r} "
                             "(a Tensor or None is expected)")
         self._check_name(name)
         self._forget(name)
         self._registry("_buffers")[name] = tensor
+        transient = self.__dict__.setdefault("_non_persistent_buffers", set())
+        if persistent:
+            transient.discard(name)
+        else:
+            transient.add(name)
 
     def add_module(self, name: str, module: Module | None) -> None:
         """Register ``module`` as child ``name`` (what attribute assignment does)."""
@@ -282,6 +292,46 @@ class Module:
         """Evaluation mode: ``train(False)``; returns self."""
         return self.train(False)
 
+    def to(self, *args: Any, dtype: Any = None, device: Any = None) -> Module:
+        """Convert the floating parameters and buffers to ``dtype`` in place (the same
+        Parameter objects, so optimizers keep them); ``"cpu"`` is accepted as the device, the
+        only one so far. Integer buffers (such as ``num_batches_tracked``) keep their dtype.
+
+        Returns:
+            self.
+        """
+        for arg in args:
+            if isinstance(arg, str) or type(arg).__name__ == "device":
+                device = arg
+            elif isinstance(arg, Tensor):
+                dtype = arg.dtype
+            else:
+                dtype = arg
+        if device is not None and str(device) != "cpu":
+            raise RuntimeError(f"device {str(device)!r} is not available; only 'cpu' is")
+        if dtype is None:
+            return self
+        dtype = xp.dtype(dtype)
+        if not _backend.is_floating(dtype):
+            raise TypeError(f"Module.to only accepts floating dtypes, got {dtype}")
+        for module in self.modules():
+            for kind in ("_parameters", "_buffers"):
+                for t in module.__dict__[kind].values():
+                    if t is None or not _backend.is_floating(t.dtype) or t.dtype == dtype:
+                        continue
+                    t.data = t.data.astype(dtype)
+                    if t.grad is not None:
+                        t.grad = Tensor._make(t.grad.data.astype(dtype), False, None)
+        return self
+
+    def float(self) -> Module:
+        """``to(float32)``."""
+        return self.to(_backend.float32)
+
+    def double(self) -> Module:
+        """``to(float64)``."""
+        return self.to(_backend.float64)
+
     def requires_grad_(self, requires_grad: bool = True) -> Module:
         """Switch ``requires_grad`` of every parameter (freeze with False); returns self."""
         for p in self.parameters():
@@ -296,12 +346,18 @@ class Module:
         save them with ``fg.save``) to keep a snapshot while training goes on.
         """
         out: OrderedDict[str, Tensor] = OrderedDict()
+        for key, t in self._state_items():
+            out[key] = t.detach()
+        return out
+
+    def _state_items(self) -> Iterator[tuple[str, Tensor]]:
+        """(dotted name, tensor) of every parameter and persistent buffer."""
         for module_name, module in self._all_named_modules():
+            transient = module.__dict__.get("_non_persistent_buffers", ())
             for kind in ("_parameters", "_buffers"):
                 for name, t in module.__dict__[kind].items():
-                    if t is not None:
-                        out[f"{module_name}.{name}" if module_name else name] = t.detach()
-        return out
+                    if t is not None and not (kind == "_buffers" and name in transient):
+                        yield (f"{module_name}.{name}" if module_name else name), t
 
     def _all_named_modules(self) -> Iterator[tuple[str, Module]]:
         # Unlike named_modules, shared submodules appear under every name, as in PyTorch's
@@ -337,12 +393,7 @@ class Module:
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"load_state_dict expects a mapping of names to tensors, got "
                             f"{type(state_dict).__name__}")
-        own: dict[str, Tensor] = {}
-        for module_name, module in self._all_named_modules():
-            for kind in ("_parameters", "_buffers"):
-                for name, t in module.__dict__[kind].items():
-                    if t is not None:
-                        own[f"{module_name}.{name}" if module_name else name] = t
+        own: dict[str, Tensor] = dict(self._state_items())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         values: dict[str, Any] = {}

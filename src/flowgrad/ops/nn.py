@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from flowgrad import graph
+from flowgrad import _backend, graph
 from flowgrad.ops.registry import op
 from flowgrad.tensor import Tensor
 
@@ -140,3 +140,37 @@ def _(g, logits, target, reduction, needs):
     gx = g * (sigmoid(logits) - target) if needs[0] else None
     gt = -g * logits if needs[1] else None
     return gx, gt
+
+
+@op()
+def embedding(xp, input, weight, *, padding_idx=None):
+    """Rows of ``weight`` picked by the integer ``input``: out[..., :] = weight[input[...]].
+
+    d/dweight: g scattered back onto the rows it came from (repeated indices accumulate), and
+    nothing to the row ``padding_idx`` (as PyTorch).
+    """
+    index = xp.asarray(input)
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"embedding: indices must be integers, got dtype {index.dtype}")
+    if weight.ndim != 2:
+        from flowgrad.errors import ShapeError
+
+        raise ShapeError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got "
+                         f"shape {tuple(weight.shape)}")
+    n = weight.shape[0]
+    if index.size and (index.min() < 0 or index.max() >= n):
+        raise IndexError(f"embedding: index out of range: indices must lie in [0, {n}) for "
+                         f"{n} embeddings, got min {index.min()} and max {index.max()}")
+    return weight[index]
+
+
+@embedding.rule
+def _(g, input, weight, padding_idx, needs):
+    from flowgrad.creation import zeros
+    from flowgrad.ops.elementwise import where
+    from flowgrad.ops.shape import index_add
+
+    index = input.data if isinstance(input, Tensor) else _backend.asarray(input)
+    if padding_idx is not None:
+        g = where((index == padding_idx)[..., None], 0.0, g)
+    return None, index_add(zeros(weight.shape, dtype=g.dtype), g, index=index)
