@@ -14,12 +14,10 @@ code 2.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import sys
 from pathlib import Path
-from typing import Any
 
 from flowgrad.cli import CLIError
 
@@ -70,17 +68,6 @@ def parse_assignments(items: list[str]) -> dict[str, float]:
     return values
 
 
-def _json_safe(obj: Any) -> Any:
-    """Non-finite floats as strings ("inf", "nan"): strict JSON has no literal for them."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
 def run(args: argparse.Namespace) -> int:
     from flowgrad.viz.explain import explain_formula
     from flowgrad.viz.formula import FormulaError, compile_formula
@@ -110,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     explanation = explain_formula(formula, values, max_paths=args.max_paths)
 
     if args.json:
-        print(json.dumps(_json_safe(explanation.to_dict()), indent=2, ensure_ascii=False))
+        print(explanation.to_json())
     else:
         print(explanation.table())
     if args.graph is not None:

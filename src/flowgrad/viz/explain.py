@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -61,6 +62,10 @@ class NodeReport:
         value: the value it produced.
         local: for each input edge, d(this node)/d(input) from the saved values, or None
             for a constant input.
+        grad: d(output)/d(this node) as ``backward()`` computed it (the upstream gradient
+            this node received in the reverse sweep); None when nothing was differentiated.
+        sent: for each input edge, the gradient ``backward()`` sent back along it
+            (``grad × local``, by the node's own rule), or None for a constant input.
     """
 
     id: str
@@ -69,6 +74,8 @@ class NodeReport:
     inputs: list[str]
     value: float
     local: list[float | None]
+    grad: float | None = None
+    sent: list[float | None] = field(default_factory=list)
 
 
 @dataclass
@@ -154,9 +161,20 @@ class Explanation:
                         for name, d in zip(n.inputs, n.local)
                         if d is not None
                     ],
+                    "gradient": n.grad,
+                    "sent": [
+                        {"input": name, "position": k, "upstream": n.grad, "local": d,
+                         "sent": s}
+                        for k, (name, d, s) in enumerate(
+                            zip(n.inputs, n.local, n.sent or [None] * len(n.inputs)), start=1)
+                        if d is not None
+                    ],
                 }
                 for n in self.nodes
             ],
+            # The reverse sweep visits the nodes from the output back (descending creation
+            # order); each node's "sent" list is what it passes to its inputs.
+            "backward_order": [n.id for n in reversed(self.nodes)],
             "gradients": {
                 name: {
                     "paths": [
@@ -180,6 +198,15 @@ class Explanation:
             "max_paths": self.max_paths,
             "notes": list(self.notes),
         }
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as strict JSON text, as ``flowgrad explain --json`` prints it.
+
+        Non-finite numbers become the strings ``"inf"``, ``"-inf"`` and ``"nan"`` (strict
+        JSON has no literal for them). ``flowgrad explore``'s ``POST /api/explain`` answers
+        this same text.
+        """
+        return json.dumps(_json_safe(self.to_dict()), indent=2, ensure_ascii=False)
 
     def table(self) -> str:
         """The explanation as plain text: forward table, local derivatives, paths."""
@@ -247,6 +274,17 @@ class Explanation:
         options.setdefault("title", f"f = {self.formula}")
         options.setdefault("node_notes", notes)
         return draw_graph(self._output_tensor, params=self._inputs, **options)
+
+
+def _json_safe(obj: Any) -> Any:
+    """Non-finite floats as strings ("inf", "nan"): strict JSON has no literal for them."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_json_safe(v) for v in obj]
+    return obj
 
 
 def _fmt(v: float) -> str:
@@ -415,9 +453,16 @@ def _explain(f: Formula, nums: dict[str, float], max_paths: int) -> Explanation:
             )
         )
 
-    # backward() for flowgrad's own gradient; retain the graph so it can be drawn after.
+    # backward() for flowgrad's own gradient; retain the graph so it can be drawn after, and
+    # so each node keeps the gradient it received and the ones it sent back (node.grad,
+    # node.input_grads).
     if out.requires_grad:
         out.backward(retain_graph=True)
+        for node, rep in zip(nodes, reports):
+            rep.grad = None if node.grad is None else float(node.grad.item())
+            sent = node.input_grads or (None,) * len(rep.inputs)
+            rep.sent = [None if s is None or d is None else float(s.item())
+                        for s, d in zip(sent, rep.local)]
 
     gradients: dict[str, GradientReport] = {}
     for name in f.variables:
