@@ -96,7 +96,8 @@ def _progress_bar(iterable: Any, enabled: bool, desc: str) -> Any:
 
 
 def train(config: TrainConfig, progress: bool = True,
-          log: Callable[[str], None] | None = None, plot: bool = True) -> RunResult:
+          log: Callable[[str], None] | None = None, plot: bool = True,
+          on_epoch: Callable[[EpochMetrics], bool | None] | None = None) -> RunResult:
     """Train the reference network and write a run folder.
 
     Args:
@@ -106,6 +107,10 @@ def train(config: TrainConfig, progress: bool = True,
             :func:`format_epoch`); ``None`` reports nothing. ``flowgrad train`` passes
             ``print``.
         plot: write ``curves.png`` (needs matplotlib, checked before training starts).
+        on_epoch: called with each epoch's :class:`EpochMetrics` once its checkpoint and
+            metrics are written; returning True stops training there (the run folder and
+            the result then hold the epochs so far). ``flowgrad explore`` streams and stops
+            its runs with it.
 
     Data-parallel: when a process group of several processes is initialized (``flowgrad
     train`` joins one when started by ``mpiexec``), each process trains a replica on its
@@ -220,6 +225,8 @@ def train(config: TrainConfig, progress: bool = True,
             log(format_epoch(m, config.epochs))
         if scheduler is not None:
             scheduler.step()
+        if on_epoch is not None and on_epoch(m):
+            break
 
     if plot and replicas.is_main:
         files["curves"] = plot_curves(
