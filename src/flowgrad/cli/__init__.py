@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "explain": "spell out the chain rule for a formula, e.g. 'sigmoid(w*x + b)' w=0.5 x=2 b=-1",
     "descent": "draw gradient-descent paths for learning rates and optimizers",
     "derivatives": "plot f, f' and f'' of activation functions computed by autodiff",
+    "explore": "the graph, the chain rule, descent and training live in the browser",
     "bench": "run the benchmarks (from a source checkout: python -m benchmarks)",
 }
 
