@@ -30,11 +30,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from flowgrad.explore import MISSING_EXTRA
 
+    if not 0 <= args.port <= 65535:
+        raise CLIError(f"--port must be between 0 and 65535, got {args.port}")
     missing = [m for m in ("starlette", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
         raise CLIError(f"{MISSING_EXTRA} (missing: {', '.join(missing)})")
-    if not 0 <= args.port <= 65535:
-        raise CLIError(f"--port must be between 0 and 65535, got {args.port}")
     from flowgrad.explore.app import serve
 
     def announce(line: str) -> None:

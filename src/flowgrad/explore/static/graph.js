@@ -7,8 +7,8 @@
 (function () {
   const DEFAULTS = { formula: "sigmoid(w*x + b)", values: { w: 0.5, x: 2, b: -1 } };
   const SIZE = {
-    op: [178, 70], variable: [118, 56], constant: [58, 28], output: [118, 34],
-    label: [150, 36],
+    op: [164, 70], variable: [112, 56], constant: [58, 28], output: [118, 34],
+    label: [138, 36],
   };
 
   const state = {
@@ -67,7 +67,7 @@
 
   function layout(model) {
     const g = new dagre.graphlib.Graph({ multigraph: true });
-    g.setGraph({ rankdir: "LR", nodesep: 26, ranksep: 46, edgesep: 14, marginx: 12, marginy: 12 });
+    g.setGraph({ rankdir: "LR", nodesep: 22, ranksep: 34, edgesep: 12, marginx: 8, marginy: 8 });
     g.setDefaultEdgeLabel(() => ({}));
     model.nodes.forEach((n) => {
       const [w, h] = SIZE[n.kind];
