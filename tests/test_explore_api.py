@@ -275,7 +275,10 @@ def test_info_lists_what_the_endpoints_accept():
 
 @contextlib.contextmanager
 def serve_explore(*args: str, timeout: float = 60.0):
-    """``python -m flowgrad explore --no-open --port 0 ARGS`` -> (process, base URL); Ctrl-C after."""
+    """Run ``python -m flowgrad explore --no-open --port 0 ARGS``; yield (process, base URL).
+
+    The server gets Ctrl-C (SIGINT) at the end, as a user would stop it.
+    """
     pytest.importorskip("starlette")
     pytest.importorskip("uvicorn")
     env = dict(os.environ)
