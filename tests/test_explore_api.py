@@ -502,6 +502,21 @@ def test_http_training_stream_409_stop_and_predict(server, tmp_path):
     assert proc.poll() is None
 
 
+def test_http_training_that_diverges_fails_with_its_message(server):
+    _, c = server
+    assert c.post("/api/train", {"epochs": 3, "lr": 1e12})[0] == 200
+    (*_, last) = _events(c, "/api/train/events")
+    assert last["state"] == "failed" and "diverged" in last["error"]
+    assert c.post("/api/train/stop")[2]["state"] == "failed"  # nothing to stop
+
+
+def test_http_foreign_host_cannot_read_either(server):
+    _, c = server
+    for path in ("/", "/api/info", "/api/train", "/static/graph.js"):
+        status, _, answer = c.get(path, host="evil.example")
+        assert status == 403 and "DNS-rebinding" in answer["error"]
+
+
 def test_server_survives_everything_above(server):
     proc, c = server
     assert proc.poll() is None

@@ -331,7 +331,8 @@ def _minimum(f: Any, start: float) -> Any:
 def _minimum_json(m: Any) -> dict[str, Any] | None:
     if m is None:
         return None
-    return {"x": m.x, "value": m.value, "curvature": m.curvature, "bound": _clean(m.bound)}
+    return {"x": _clean(m.x), "value": _clean(m.value), "curvature": _clean(m.curvature),
+            "bound": _clean(m.bound)}
 
 
 def curve(body: Any, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:

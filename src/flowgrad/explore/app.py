@@ -48,6 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flowgrad.explore import api
 from flowgrad.explore.api import DEFAULT_LIMITS, ApiError, Limits
 from flowgrad.explore.jobs import TrainingJob, available_models
+from flowgrad.viz.explain import _json_safe  # non-finite floats as strings, as explain --json
 
 __all__ = ["STATIC_DIR", "allowed_hosts", "create_app", "open_socket", "serve"]
 
@@ -137,12 +138,6 @@ async def _read_json(request: Request, limits: Limits) -> Any:
         return json.loads(b"".join(chunks), parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, f"the body is not valid JSON ({str(exc)[:120]})") from None
-
-
-def _json_safe(obj: Any) -> Any:
-    from flowgrad.viz.explain import _json_safe as safe
-
-    return safe(obj)
 
 
 def _answer(result: Any) -> Response:

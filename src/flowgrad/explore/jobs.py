@@ -44,6 +44,14 @@ def _config_fields() -> set[str]:
     return {f.name for f in dataclasses.fields(TrainConfig)}
 
 
+def _last_line(run_dir: Path | None) -> str:
+    try:
+        lines = (run_dir / "worker.log").read_text(errors="replace").strip().splitlines()
+    except (OSError, TypeError):
+        return ""
+    return f": {lines[-1]}" if lines else ""
+
+
 class TrainingJob:
     """The server's one training run: start, stop, live status and predictions.
 
@@ -140,10 +148,13 @@ class TrainingJob:
             package_parent = str(Path(__file__).resolve().parents[2])
             env["PYTHONPATH"] = os.pathsep.join(
                 [package_parent, *filter(None, [env.get("PYTHONPATH")])])
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "flowgrad.explore.worker"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                text=True, env=env)
+            # The child's stderr goes to a file: its last line explains a crash.
+            run_dir.mkdir(parents=True, exist_ok=True)
+            with open(run_dir / "worker.log", "w") as log:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "flowgrad.explore.worker"],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                    text=True, env=env)
             assert self._process.stdin is not None
             self._process.stdin.write(json.dumps({"config": settings,
                                                   "run_dir": str(run_dir)}) + "\n")
@@ -192,7 +203,8 @@ class TrainingJob:
         process.wait()
         with self._lock:
             if run == self._run and self._state in ("running", "stopping"):
-                self._error = f"the training process ended unexpectedly (exit {process.returncode})"
+                self._error = (f"the training process ended unexpectedly (exit "
+                               f"{process.returncode}){_last_line(self._run_dir)}")
                 self._state = "failed"
                 self._bump()
 
