@@ -63,6 +63,45 @@ FG.answer = async function (response) {
   return data;
 };
 
+// A function whose calls, while one runs, collapse into a single call after it: a slider
+// dragged fast sends its latest value once the server answers, not a queue of stale ones.
+// The returned promise settles when this call's (or the collapsed call's) work is done.
+FG.latest = function (fn) {
+  let running = null, again = false;
+  const run = async () => {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = (async () => {
+      try {
+        await fn();
+      } finally {
+        running = null;
+        if (again) {
+          again = false;
+          run();
+        }
+      }
+    })();
+    return running;
+  };
+  return run;
+};
+
+// A function that appends a line of text (a span with an optional class) to element `el`,
+// after emptying it.
+FG.lines = function (el) {
+  el.textContent = "";
+  return (text, cls) => {
+    const line = document.createElement("span");
+    line.textContent = text;
+    if (cls) line.className = cls;
+    el.appendChild(line);
+    el.appendChild(document.createElement("br"));
+  };
+};
+
 FG.showError = function (id, err) {
   const el = document.getElementById(id);
   if (!err) {

@@ -18,7 +18,7 @@
     result: null,
     seq: 0,
   };
-  const s1 = { fn: "x**2", start: 2, steps: 30, lr: null, curve: null, seq: 0, inflight: false, pending: false };
+  const s1 = { fn: "x**2", start: 2, steps: 30, lr: null, curve: null };
   let mode = "2d";
 
   // ================================================================ 2-D
@@ -36,8 +36,9 @@
           o.on = this.checked;
           runDescent();
         });
-      row.append("td").append("label").attr("for", "opt-" + name)
-        .html(`<span class="swatch" data-color="${k}"></span>`).append("span").text(name);
+      const label = row.append("td").append("label").attr("for", "opt-" + name);
+      label.append("span").attr("class", "swatch").node().style.background = COLORS[k % COLORS.length];
+      label.append("span").text(name);
       row.append("td").append("input").attr("type", "number").attr("step", "any").attr("min", 0)
         .attr("class", "lr").attr("id", "lr-" + name).property("value", o.lr)
         .on("change", function () {
@@ -48,9 +49,6 @@
           }
         });
       row.append("td").attr("class", "result").attr("id", "result-" + name);
-    });
-    table.selectAll(".swatch").each(function () {
-      this.style.background = COLORS[Number(this.dataset.color) % COLORS.length];
     });
   }
 
@@ -249,12 +247,7 @@
     unstable: "lr > 2/f''(x*): each step overshoots by more than the distance it corrects; it moves away (diverges).",
   };
 
-  async function run1d() {
-    if (s1.inflight) {
-      s1.pending = true;
-      return;
-    }
-    s1.inflight = true;
+  const run1d = FG.latest(async () => {
     save();
     document.getElementById("lr-value").textContent = "lr = " + FG.fmt(s1.lr, 4);
     try {
@@ -263,14 +256,8 @@
       draw1d(r);
     } catch (err) {
       FG.showError("descent-error", err);
-    } finally {
-      s1.inflight = false;
-      if (s1.pending) {
-        s1.pending = false;
-        run1d();
-      }
     }
-  }
+  });
 
   function draw1d(result) {
     const run = result.runs[0], mini = result.minimum;
@@ -282,15 +269,7 @@
     layer.selectAll("circle").data(pts).join("circle").attr("r", 3).attr("class", "step-dot")
       .attr("cx", (p) => x(p[0])).attr("cy", (p) => y(p[1]));
     document.getElementById("curve-svg").dataset.steps = String(run.points.length - 1);
-    const text = document.getElementById("bound-text");
-    text.textContent = "";
-    const add = (t, cls) => {
-      const span = document.createElement("span");
-      span.textContent = t;
-      if (cls) span.className = cls;
-      text.appendChild(span);
-      text.appendChild(document.createElement("br"));
-    };
+    const add = FG.lines(document.getElementById("bound-text"));
     if (mini) {
       add(`x* = ${FG.fmt(mini.x, 5)}, f''(x*) = ${FG.fmt(mini.curvature, 5)} (flowgrad's second derivative): stability bound 2/f''(x*) = ${FG.fmt(mini.bound, 5)}`, "bound");
     } else {

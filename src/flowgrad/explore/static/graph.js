@@ -18,8 +18,6 @@
     data: null,         // the last /api/explain answer
     signature: null,    // structure of the drawn graph; same signature = update in place
     step: null,         // reverse-sweep step shown (0 = forward only; null = all)
-    inflight: false,
-    pending: false,
     editedAt: null,     // performance.now() of the slider move being answered
   };
   const els = {};       // drawn elements by key: node id / edge key -> d3 selections
@@ -204,21 +202,13 @@
   }
 
   function stepText(data, step, current, byId) {
-    const el = document.getElementById("step-text");
     const total = data.backward_order.length;
-    el.textContent = "";
-    const p = (text, cls) => {
-      const line = document.createElement("span");
-      line.textContent = text;
-      if (cls) line.className = cls;
-      el.appendChild(line);
-      el.appendChild(document.createElement("br"));
-    };
+    const p = FG.lines(document.getElementById("step-text"));
     if (!total) {
       p("The formula has no operation on a variable: nothing to sweep.");
       return;
     }
-    if (state.step === null || step === total && state.step === null) {
+    if (state.step === null) {
       p(`All ${total} nodes swept. Each edge shows the value sent forward (→) and the gradient backward() sent back (←).`);
       return;
     }
@@ -330,12 +320,7 @@
 
   // ---------------------------------------------------------------- requests
 
-  async function request() {
-    if (state.inflight) {
-      state.pending = true; // answer the latest values once the current request is done
-      return;
-    }
-    state.inflight = true;
+  const request = FG.latest(async () => {
     const editedAt = state.editedAt;
     try {
       const data = await FG.post("/api/explain", { formula: state.formula, values: state.values });
@@ -348,14 +333,8 @@
       }
     } catch (err) {
       FG.showError("graph-error", err);
-    } finally {
-      state.inflight = false;
-      if (state.pending) {
-        state.pending = false;
-        request();
-      }
     }
-  }
+  });
 
   function show(data) {
     const sig = signature(data);
