@@ -174,3 +174,25 @@ def test_launch_command_shares_the_cores(monkeypatch):
     cmd, env = dist.mpiexec_command(4, ["prog"], mpiexec="/usr/bin/mpirun")
     assert cmd == ["/usr/bin/mpirun", "-n", "4", "--oversubscribe", "prog"]
     assert env["OMP_NUM_THREADS"] == "3"
+
+
+def test_launcher_detection_reads_the_environment(monkeypatch):
+    for v in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK",
+              "PMI_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK"):
+        monkeypatch.delenv(v, raising=False)
+    assert not dist.launched_by_mpi() and dist.launcher_rank() == 0
+    monkeypatch.setenv("PMI_RANK", "3")  # MPICH's Hydra
+    assert dist.launched_by_mpi() and dist.launcher_rank() == 3
+    monkeypatch.delenv("PMI_RANK")
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "1")  # Open MPI
+    assert dist.launched_by_mpi() and dist.launcher_rank() == 1
+
+
+def test_train_nproc_option(capsys):
+    from flowgrad.cli import main
+    from flowgrad.cli.train import _without_nproc
+
+    assert _without_nproc(["train", "--nproc", "2", "-q", "--nproc=3", "--epochs", "1"]) == \
+        ["train", "-q", "--epochs", "1"]
+    assert main(["train", "--nproc", "0"]) == 2
+    assert capsys.readouterr().err == "flowgrad train: error: --nproc must be at least 1, got 0\n"
