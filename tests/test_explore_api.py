@@ -510,6 +510,22 @@ def test_http_training_that_diverges_fails_with_its_message(server):
     assert c.post("/api/train/stop")[2]["state"] == "failed"  # nothing to stop
 
 
+def test_http_models_are_what_training_offers_and_each_trains(server):
+    from flowgrad.explore.jobs import available_models
+
+    _, c = server
+    models = c.get("/api/info")[2]["models"]
+    assert models == list(available_models()) and "mlp" in models
+    assert c.post("/api/train", {"model": "transformer"})[0] == 400
+    for model in models:  # "cnn" too, where flowgrad.training offers it
+        assert c.post("/api/train", {"model": model, "epochs": 1, "hidden": 16})[0] == 200
+        (*_, last) = _events(c, "/api/train/events")
+        assert last["state"] == "done", last["error"]
+        assert last["config"].get("model", "mlp") == model
+        status, _, p = c.post("/api/predict", {"image": _png_data_url(_digit_image(4))})
+        assert status == 200 and sum(p["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+
+
 def test_http_foreign_host_cannot_read_either(server):
     _, c = server
     for path in ("/", "/api/info", "/api/train", "/static/graph.js"):
@@ -521,6 +537,37 @@ def test_server_survives_everything_above(server):
     proc, c = server
     assert proc.poll() is None
     assert c.get("/api/info")[0] == 200
+
+
+def test_unexpected_error_is_500_and_the_server_carries_on(monkeypatch, capsys):
+    pytest.importorskip("starlette")
+    uvicorn = pytest.importorskip("uvicorn")
+    import threading
+
+    from flowgrad.explore.app import create_app, open_socket
+
+    def broken(body, limits):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(api, "curve", broken)
+    sock = open_socket("127.0.0.1", 0)
+    netloc = f"127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(create_app(allowed_hosts={netloc}),
+                                           log_level="error", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        c = Client(f"http://{netloc}")
+        status, _, answer = c.post("/api/curve", {"function": "x**2"})
+        assert status == 500 and answer == {"error": "internal error: RuntimeError: a bug"}
+        assert c.post("/api/parse", {"formula": "x"})[0] == 200
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+    assert "RuntimeError: a bug" in capsys.readouterr().err  # the traceback, for a bug report
 
 
 def _events(c: Client, path: str, limit: float = 120.0):
@@ -601,6 +648,20 @@ def test_cli_port_in_use_is_one_line(capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"flowgrad explore: error: cannot listen on 127.0.0.1:{port}")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_allowed_hosts_are_the_servers_own_names():
+    pytest.importorskip("starlette")
+    from flowgrad.explore.app import allowed_hosts, open_socket
+
+    sock = open_socket("127.0.0.1", 0)
+    try:
+        port = sock.getsockname()[1]
+        hosts, url, loopback = allowed_hosts("127.0.0.1", sock)
+    finally:
+        sock.close()
+    assert loopback and url == f"http://127.0.0.1:{port}/"
+    assert hosts == {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}
 
 
 def test_cli_without_the_extra_says_how_to_install(monkeypatch, capsys):

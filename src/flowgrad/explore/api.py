@@ -265,8 +265,10 @@ def _levels(z: np.ndarray, low: float, count: int = 30) -> list[float]:
     span = hi - lo
     if not span > 0:
         return [lo]
-    heights = np.geomspace(span * 1e-5, span, count)
-    return (lo + heights).tolist()
+    heights = np.geomspace(span * 1e-5, span, count - 1)
+    # The first level is the lowest value, so every finite point lies in some band and a
+    # point outside all bands is one where f is not finite (drawn as such).
+    return [lo, *(lo + heights).tolist()]
 
 
 def surface(body: Any, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
@@ -281,8 +283,9 @@ def surface(body: Any, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     Returns:
         ``{"name", "title", "formula", "xlim", "ylim", "start", "steps", "lrs", "minima",
         "saddles", "x", "y", "z", "levels"}``: ``z[i][j]`` is f(x[j], y[i]) (null where f
-        is not finite), ``levels`` the contour heights, ``lrs`` a learning rate per
-        optimizer that suits this surface.
+        is not finite), ``levels`` the contour heights (the first is the lowest value, the
+        rest denser near it), ``lrs`` a learning rate per optimizer that suits this
+        surface.
     """
     b = _Body(body, ("surface", "n", "xlim", "ylim"))
     surf = _get_surface(b, limits)

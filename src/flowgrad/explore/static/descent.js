@@ -103,8 +103,10 @@
       .attr("x", m.left).attr("y", m.top).attr("width", W - m.left - m.right).attr("height", H - m.top - m.bottom);
     const color = d3.scaleSequential(d3.interpolateViridis).domain([0, Math.max(levels.length - 1, 1)]);
     const field = svg.append("g").attr("clip-path", "url(#plot-clip)").attr("class", "field");
-    field.append("rect").attr("x", m.left).attr("y", m.top).attr("width", W - m.left - m.right)
-      .attr("height", H - m.top - m.bottom).attr("fill", color(0));
+    // Every finite value lies in some band (the first level is the minimum): what shows
+    // through is where f is not finite.
+    field.append("rect").attr("class", "not-finite").attr("x", m.left).attr("y", m.top)
+      .attr("width", W - m.left - m.right).attr("height", H - m.top - m.bottom);
     field.selectAll("path.band").data(contours).join("path").attr("class", "band")
       .attr("d", path).attr("fill", (d, k) => color(k));
     field.selectAll("path.iso").data(contours).join("path").attr("class", "iso").attr("d", path);
@@ -318,6 +320,7 @@
     if (wired) return;
     wired = true;
     const select = d3.select("#surface-select");
+    select.append("option").attr("value", "").text("(the formula)");
     Object.entries(FG.info.surfaces).forEach(([name, title]) => select.append("option").attr("value", name).attr("title", title).text(name));
     document.querySelectorAll("input[name=dmode]").forEach((r) => r.addEventListener("change", async () => {
       setMode(r.value);
@@ -326,6 +329,7 @@
       save();
     }));
     document.getElementById("surface-select").addEventListener("change", async (ev) => {
+      if (!ev.target.value) return; // "(the formula)": type one and press Run
       document.getElementById("surface-formula").value = "";
       await guarded(() => loadSurface(ev.target.value, false));
       runDescent();
@@ -334,7 +338,8 @@
       ev.preventDefault();
       const formula = document.getElementById("surface-formula").value.trim();
       const steps = Number(document.getElementById("surface-steps").value);
-      const name = formula || document.getElementById("surface-select").value;
+      const name = formula || document.getElementById("surface-select").value || s2.name;
+      document.getElementById("surface-select").value = formula ? "" : name;
       const changed = name !== s2.name;
       if (steps >= 1) s2.steps = Math.round(steps);
       if (changed && !(await guarded(() => loadSurface(name, false)))) return;
@@ -383,12 +388,17 @@
       const m = params.get("mode") === "1d" ? "1d" : "2d";
       setMode(m);
       if (m === "2d") {
-        const name = params.get("surface");
-        if (name) {
-          s2.name = name;
-          if (!(name in FG.info.surfaces)) document.getElementById("surface-formula").value = name;
-          else document.getElementById("surface-select").value = name;
+        const name = params.get("surface") || s2.name;
+        if (name !== s2.name) {
+          // Another surface: its own start, steps and learning rates, unless the URL says.
+          s2.start = null;
+          s2.steps = null;
+          Object.values(s2.optimizers).forEach((o) => { o.lr = null; });
         }
+        s2.name = name;
+        const builtin = name in FG.info.surfaces;
+        document.getElementById("surface-formula").value = builtin ? "" : name;
+        document.getElementById("surface-select").value = builtin ? name : "";
         const start = (params.get("start") || "").split(",").map(Number);
         if (start.length === 2 && start.every(Number.isFinite)) s2.start = start;
         const steps = Number(params.get("steps"));

@@ -4,7 +4,7 @@
 
 (function () {
   let current = null;
-  let writing = false;
+  let routing = Promise.resolve(); // one route at a time, in the order the URL changed
 
   async function route() {
     const params = FG.readState();
@@ -12,13 +12,13 @@
     document.querySelectorAll(".view").forEach((el) => { el.hidden = el.id !== "view-" + view; });
     document.querySelectorAll("#tabs a").forEach((a) => a.classList.toggle("active", a.dataset.view === view));
     current = view;
-    writing = true;
-    try {
-      await FG.views[view].show(params);
-    } finally {
-      writing = false;
-    }
+    await FG.views[view].show(params);
     document.body.dataset.view = view;
+  }
+
+  function next() {
+    routing = routing.then(route).catch((err) => console.warn("explore:", err));
+    return routing;
   }
 
   async function main() {
@@ -32,12 +32,12 @@
       ev.preventDefault();
       if (a.dataset.view === current) return;
       history.replaceState(null, "", "#view=" + a.dataset.view);
-      route();
+      next();
     }));
-    window.addEventListener("hashchange", () => {
-      if (!writing) route();
-    });
-    await route();
+    // A link or an edited address: replaceState (the views saving their state) fires no
+    // hashchange, so this only follows the user.
+    window.addEventListener("hashchange", next);
+    await next();
     // From navigation start to the first view drawn with the server's numbers.
     FG.timings.pageLoad = performance.now();
     document.body.dataset.ready = "1";
