@@ -580,3 +580,53 @@ def test_schedulers_against_pytorch():
             tsched.step()
         got = collect_lrs(ours_cls(opt, **kw), opt, 20)
         np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+# -- parameter groups, as PyTorch ---------------------------------------------------------------
+GROUPS = [
+    ("SGD", dict(lr=0.1, momentum=0.9), [dict(lr=0.02, nesterov=True), dict(weight_decay=0.1,
+                                                                             dampening=0.3)]),
+    ("Adagrad", dict(lr=0.1), [dict(lr=0.05, weight_decay=0.1), dict(lr_decay=0.2)]),
+    ("RMSprop", dict(lr=0.01), [dict(momentum=0.5), dict(lr=0.003, centered=True)]),
+    ("Adam", dict(lr=0.05), [dict(amsgrad=True), dict(betas=(0.8, 0.9), weight_decay=0.1)]),
+    ("AdamW", dict(lr=0.05, amsgrad=True), [dict(weight_decay=0.3), dict(lr=0.01,
+                                                                          amsgrad=False)]),
+]
+
+
+@pytest.mark.parametrize("name, defaults, groups", GROUPS, ids=[g[0] for g in GROUPS])
+def test_parameter_groups_against_pytorch(name, defaults, groups):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    inits = [rng.normal(size=(3, 2)).astype(np.float32), rng.normal(size=(4,)).astype(np.float32),
+             rng.normal(size=(2,)).astype(np.float32)]
+    ours = [fg.tensor(a, requires_grad=True) for a in inits]
+    theirs = [torch.tensor(a, requires_grad=True) for a in inits]
+    opt = getattr(fg.optim, name)([{"params": ours[:2], **groups[0]},
+                                   {"params": ours[2:], **groups[1]}], **defaults)
+    topt = getattr(torch.optim, name)([{"params": theirs[:2], **groups[0]},
+                                       {"params": theirs[2:], **groups[1]}], **defaults)
+    for _ in range(4):
+        g = [rng.normal(size=a.shape).astype(np.float32) for a in inits]
+        for p, tp, gi in zip(ours, theirs, g):
+            p.grad = fg.tensor(gi + 0.3 * p.numpy())
+            tp.grad = torch.tensor(gi) + 0.3 * tp.detach().clone()
+        opt.step()
+        topt.step()
+    for p, tp in zip(ours, theirs):
+        np.testing.assert_allclose(p.numpy(), tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+    sd, tsd = opt.state_dict(), topt.state_dict()
+    assert list(sd) == ["state", "param_groups"]
+    assert [g["params"] for g in sd["param_groups"]] == [[0, 1], [2]]
+    assert sorted(sd["state"]) == sorted(tsd["state"]) == [0, 1, 2]
+    for group, tgroup in zip(sd["param_groups"], tsd["param_groups"]):
+        for key in ("lr", "weight_decay", "params"):
+            assert group[key] == tgroup[key], key
+        assert set(group) <= set(tgroup) | {"decoupled_weight_decay"}
+    for idx, buffers in sd["state"].items():
+        tbuffers = tsd["state"][idx]
+        assert set(buffers) == set(tbuffers), (buffers.keys(), tbuffers.keys())
+        for key, value in buffers.items():
+            np.testing.assert_allclose(np.asarray(value, dtype=np.float64),
+                                       np.asarray(tbuffers[key], dtype=np.float64),
+                                       rtol=1e-5, atol=1e-7)
