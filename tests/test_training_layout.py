@@ -28,7 +28,7 @@ def test_every_former_public_name_is_importable_from_the_package():
     assert len(PUBLIC) == 37
     for name in PUBLIC:
         assert getattr(training, name) is getattr(fg.training, name), name
-    assert sorted(training.__all__) == sorted(PUBLIC)
+    assert set(PUBLIC) <= set(training.__all__)  # later additions (the CNN) come on top
 
 
 def test_each_module_declares_its_names_and_the_package_reexports_them_all():

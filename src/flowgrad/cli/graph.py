@@ -1,9 +1,11 @@
-"""``flowgrad graph``: draw the reference network's dataflow graph after one training step.
+"""``flowgrad graph``: draw a network's dataflow graph after one training step.
 
 The network is the reference classifier ``Sequential(Linear(64, H), ReLU(), Linear(H, 10))``
-on a batch of the embedded 8x8 digits, with cross-entropy loss. The command takes one SGD
-step, then runs forward and backward again (keeping the graph) on the same batch and draws
-that graph: named parameters, the values on every edge and the gradients flowing back.
+(``--model mlp``, the default) or the small CNN of ``flowgrad train --model cnn`` (two
+conv-ReLU-pool blocks and a linear head) on a batch of the embedded 8x8 digits, with
+cross-entropy loss. The command takes one SGD step, then runs forward and backward again
+(keeping the graph) on the same batch and draws that graph: named parameters, the values on
+every edge and the gradients flowing back.
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(default: graph.svg)",
     )
     parser.add_argument(
-        "--hidden", type=int, default=32, metavar="N", help="hidden units (default: 32)"
+        "--model", choices=("mlp", "cnn"), default="mlp",
+        help="mlp: Linear-ReLU-Linear; cnn: flowgrad train's CNN (default: mlp)",
+    )
+    parser.add_argument(
+        "--hidden", type=int, default=32, metavar="N", help="hidden units of the mlp "
+        "(default: 32)"
     )
     parser.add_argument(
         "--batch", type=int, default=32, metavar="N", help="batch size (default: 32)"
@@ -35,11 +42,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
 
-def _reference_model(hidden: int) -> Any:
-    """The reference network on the 8x8 digits: 64 inputs, ``hidden`` units, 10 classes."""
-    from flowgrad.training import build_reference_model
+def _reference_model(hidden: int, model: str = "mlp") -> Any:
+    """The network on the 8x8 digits: 64 inputs (``hidden`` units for the mlp), 10 classes."""
+    from flowgrad.training import build_model
 
-    return build_reference_model(64, hidden, 10)
+    return build_model(model, (8, 8), hidden, 10)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--lr must be positive, got {args.lr}")
 
     fg.manual_seed(args.seed)
-    model = _reference_model(args.hidden)
+    model = _reference_model(args.hidden, args.model)
     images, labels = fg.data.load_digits()
     images = images.reshape(len(images), -1)[: args.batch]
     x = fg.tensor(images)
@@ -79,8 +86,10 @@ def run(args: argparse.Namespace) -> int:
     names = dict(model.named_parameters())
     names["images"] = x
     names["labels"] = y
+    network = (f"reference network 64 → {args.hidden} → 10" if args.model == "mlp" else
+               "CNN 8x8 → conv 16 → pool → conv 32 → pool → 10")
     title = (
-        f"reference network 64 → {args.hidden} → 10 on {args.batch} digits\n"
+        f"{network} on {args.batch} digits\n"
         f"after 1 SGD step (lr={args.lr:g}): loss {loss_before.item():.4f} → "
         f"{loss.item():.4f}"
     )

@@ -1,8 +1,9 @@
-"""``flowgrad train``: train the reference network and write a run folder.
+"""``flowgrad train``: train the reference network (or ``--model cnn``) and write a run folder.
 
 Defaults train ``softmax(W2 relu(W1 x + b1) + b2)`` (64-128-10) on the embedded 8x8 digits
-with plain SGD (lr 0.5, cosine decay, batch 32, 30 epochs) in a couple of seconds. The run
-folder gets ``model.npz``, ``config.json``, ``metrics.csv`` and ``curves.png``.
+with plain SGD (lr 0.5, cosine decay, batch 32, 30 epochs) in a couple of seconds;
+``--model cnn`` trains two conv-ReLU-pool blocks and a linear head instead (SGD lr 0.3). The
+run folder gets ``model.npz``, ``config.json``, ``metrics.csv`` and ``curves.png``.
 
 Data-parallel: under ``mpiexec -n N`` (or with ``--nproc N``, which starts ``mpiexec``) every
 process trains a replica on its share of each batch and the gradients are averaged, so the
@@ -29,6 +30,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     d = config.TrainConfig()
     lrs = ", ".join(f"{k} {v:g}/{config.DEFAULT_LR_28X28[k]:g}"
                     for k, v in config.DEFAULT_LR.items())
+    cnn_lrs = ", ".join(f"{k} {v:g}/{config.DEFAULT_LR_CNN_28X28[k]:g}"
+                        for k, v in config.DEFAULT_LR_CNN.items())
     parser.add_argument("--dataset", choices=config.DATASETS, default=d.dataset,
                         help="digits: embedded 8x8 digits, fixed held-out split; mnist, "
                         "fashion-mnist: the standard IDX files (default: %(default)s)")
@@ -38,15 +41,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", action="store_true",
                         help="fetch missing MNIST/Fashion-MNIST files into --data-dir, "
                         "verified by SHA-256")
+    parser.add_argument("--model", choices=config.MODELS, default=d.model,
+                        help="mlp: the reference network Linear-ReLU-Linear; cnn: two "
+                        "conv3x3-ReLU-maxpool blocks (16 and 32 channels) and a linear head "
+                        "(default: %(default)s)")
     parser.add_argument("--hidden", type=int, default=d.hidden, metavar="N",
-                        help="hidden units (default: %(default)s)")
+                        help="hidden units of the mlp (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=d.epochs, metavar="N",
                         help="passes over the training set (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, metavar="N",
                         help="samples per gradient step (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=None,
                         help="learning rate; the default depends on --optimizer and is "
-                        f"tuned for digits/for mnist and fashion-mnist: {lrs}")
+                        f"tuned for digits/for mnist and fashion-mnist: {lrs}; with --model "
+                        f"cnn: {cnn_lrs}")
     parser.add_argument("--optimizer", choices=config.OPTIMIZERS, default=d.optimizer,
                         help="sgd is plain SGD; momentum and nesterov are SGD with "
                         "(Nesterov) momentum 0.9; the rest as in torch.optim "
@@ -86,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     quiet_rank = under_mpi and dist.launcher_rank() != 0
     try:
         config = TrainConfig(dataset=args.dataset, data_dir=args.data_dir,
-                             download=args.download, hidden=args.hidden, epochs=args.epochs,
+                             download=args.download, model=args.model, hidden=args.hidden,
+                             epochs=args.epochs,
                              batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                              schedule=args.schedule, seed=args.seed, out=args.out)
     except ValueError as exc:

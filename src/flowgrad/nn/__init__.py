@@ -39,6 +39,7 @@ from flowgrad.nn.layers import (
     Softmax,
     Softplus,
     Tanh,
+    Unflatten,
 )
 from flowgrad.nn.losses import (
     BCEWithLogitsLoss,
@@ -52,10 +53,10 @@ from flowgrad.nn.module import IncompatibleKeys, Module, Parameter
 from flowgrad.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 
 __all__ = [
-    "Module", "Parameter", "IncompatibleKeys", "Linear", "Sequential", "ModuleList",
-    "ModuleDict", "Identity", "Flatten", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "GELU", "SiLU",
+    "Module", "Parameter", "IncompatibleKeys", "Linear", "Sequential", "ModuleList", "ModuleDict",
+    "Identity", "Flatten", "Unflatten", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "GELU", "SiLU",
     "ELU", "Softplus", "Softmax", "LogSoftmax", "Conv1d", "Conv2d", "MaxPool1d", "MaxPool2d",
     "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
-    "Dropout", "Embedding", "MultiheadAttention", "MSELoss", "L1Loss", "SmoothL1Loss",
-    "NLLLoss", "CrossEntropyLoss", "BCEWithLogitsLoss", "functional", "init", "parallel", "utils",
+    "Dropout", "Embedding", "MultiheadAttention", "MSELoss", "L1Loss", "SmoothL1Loss", "NLLLoss",
+    "CrossEntropyLoss", "BCEWithLogitsLoss", "functional", "init", "parallel", "utils",
 ]

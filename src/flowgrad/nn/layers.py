@@ -219,6 +219,22 @@ class Flatten(Module):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
+class Unflatten(Module):
+    """Splits dim ``dim`` into ``unflattened_size`` (e.g. flat pixels back into images)."""
+
+    def __init__(self, dim: int, unflattened_size: tuple[int, ...]):
+        super().__init__()
+        self.dim, self.unflattened_size = dim, tuple(unflattened_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        d = self.dim % x.ndim
+        shape = x.shape[:d] + self.unflattened_size + x.shape[d + 1:]
+        return x.reshape(shape)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
 class GELU(Module):
     """x·Φ(x), Φ the standard normal CDF; ``approximate='tanh'`` uses the tanh formula."""
 

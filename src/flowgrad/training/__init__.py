@@ -1,9 +1,12 @@
-"""Train, evaluate and use the reference network ``softmax(W2 relu(W1 x + b1) + b2)``.
+"""Train, evaluate and use the reference network ``softmax(W2 relu(W1 x + b1) + b2)`` or a
+small CNN.
 
 This is the library behind ``flowgrad train``, ``flowgrad evaluate`` and ``flowgrad
-predict``. The network is :func:`build_reference_model`, a ``Linear -> ReLU -> Linear``
-stack whose softmax is folded into the cross-entropy loss (the fused, stable
+predict``. The default network is :func:`build_reference_model`, a ``Linear -> ReLU ->
+Linear`` stack whose softmax is folded into the cross-entropy loss (the fused, stable
 ``log_softmax``), so the model outputs logits and :func:`predict` applies the softmax.
+``model="cnn"`` trains :func:`build_cnn` instead: two conv-ReLU-pool blocks and a linear
+head, on the same flattened inputs.
 
 A training run writes a *run folder*:
 
@@ -23,7 +26,7 @@ The package, one concern per module (every name below is importable from here):
 
 * :mod:`.config`     :class:`TrainConfig`, the dataset/optimizer/schedule names, default rates;
 * :mod:`.datasets`   :func:`load_dataset` (flattened splits), :class:`DataUnavailable`;
-* :mod:`.model`      :func:`build_reference_model`, :func:`make_optimizer`,
+* :mod:`.model`      :func:`build_reference_model`, :func:`build_cnn`, :func:`make_optimizer`,
   :func:`predict_logits`;
 * :mod:`.loop`       :func:`train`, :func:`benchmark_epoch`, :func:`format_epoch`;
 * :mod:`.rundir`     the run folder's files, :func:`load_run`, :func:`read_metrics`;
@@ -42,9 +45,13 @@ Example:
 
 from flowgrad.data.images import ImageError, preprocess_image
 from flowgrad.training.config import (
+    CNN_CHANNELS,
     DATASETS,
     DEFAULT_LR,
     DEFAULT_LR_28X28,
+    DEFAULT_LR_CNN,
+    DEFAULT_LR_CNN_28X28,
+    MODELS,
     OPTIMIZERS,
     SCHEDULES,
     TrainConfig,
@@ -59,7 +66,14 @@ from flowgrad.training.evaluation import (
     predict,
 )
 from flowgrad.training.loop import RunResult, benchmark_epoch, format_epoch, train
-from flowgrad.training.model import build_reference_model, make_optimizer, predict_logits
+from flowgrad.training.model import (
+    build_cnn,
+    build_model,
+    build_reference_model,
+    describe_model,
+    make_optimizer,
+    predict_logits,
+)
 from flowgrad.training.plots import plot_confusion, plot_curves
 from flowgrad.training.rundir import (
     CHECKPOINT_FILE,
@@ -77,12 +91,13 @@ from flowgrad.training.rundir import (
 
 __all__ = [
     # config
-    "DATASETS", "DEFAULT_LR", "DEFAULT_LR_28X28", "OPTIMIZERS", "SCHEDULES", "TrainConfig",
-    "default_lr",
+    "CNN_CHANNELS", "DATASETS", "DEFAULT_LR", "DEFAULT_LR_28X28", "DEFAULT_LR_CNN",
+    "DEFAULT_LR_CNN_28X28", "MODELS", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "default_lr",
     # datasets
     "DataUnavailable", "DatasetSplits", "load_dataset",
     # model
-    "build_reference_model", "make_optimizer", "predict_logits",
+    "build_reference_model", "build_cnn", "build_model", "describe_model", "make_optimizer",
+    "predict_logits",
     # loop
     "RunResult", "benchmark_epoch", "format_epoch", "train",
     # run folder

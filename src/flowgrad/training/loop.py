@@ -21,7 +21,12 @@ from flowgrad.nn.parallel import DistributedDataParallel
 from flowgrad.training.config import TrainConfig
 from flowgrad.training.datasets import load_dataset
 from flowgrad.training.evaluation import _evaluate_arrays
-from flowgrad.training.model import build_reference_model, make_optimizer
+from flowgrad.training.model import (
+    build_model,
+    build_reference_model,
+    describe_model,
+    make_optimizer,
+)
 from flowgrad.training.parallel import Replicas
 from flowgrad.training.plots import plot_curves
 from flowgrad.training.rundir import (
@@ -149,7 +154,9 @@ def train(config: TrainConfig, progress: bool = True,
     config = dataclasses.replace(config, lr=config.learning_rate, out=str(run_dir))
 
     fg.manual_seed(config.seed)
-    model = build_reference_model(splits.in_features, config.hidden, len(splits.classes))
+    model = build_model(config.model, splits.image_shape, config.hidden, len(splits.classes))
+    described = describe_model(config.model, splits.image_shape, config.hidden,
+                               len(splits.classes))
     # Data-parallel: DDP averages the gradients; the plain model is what gets saved.
     net = DistributedDataParallel(model) if replicas.active else model
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.lr)
@@ -166,7 +173,7 @@ def train(config: TrainConfig, progress: bool = True,
         _atomic.write_text(files["config"], json.dumps(document, indent=2) + "\n")
     if log is not None:
         processes = f", {replicas.size} processes" if replicas.active else ""
-        log(f"training {splits.in_features}-{config.hidden}-{len(splits.classes)} network "
+        log(f"training {described} "
             f"on {config.dataset} ({len(splits.x_train)} train / {len(splits.x_test)} test) "
             f"with {config.optimizer} lr {config.lr:g} ({config.schedule}), "
             f"batch {config.batch_size}{processes}, "
@@ -231,8 +238,7 @@ def train(config: TrainConfig, progress: bool = True,
     if plot and replicas.is_main:
         files["curves"] = plot_curves(
             metrics, run_dir / CURVES_FILE,
-            title=(f"{config.dataset}: {splits.in_features}-{config.hidden}-"
-                   f"{len(splits.classes)} network, {config.optimizer} lr {config.lr:g} "
+            title=(f"{config.dataset}: {described}, {config.optimizer} lr {config.lr:g} "
                    f"({config.schedule}), batch {config.batch_size}"))
     return RunResult(run_dir=run_dir, config=config, metrics=metrics,
                      seconds=time.perf_counter() - started, model=model,

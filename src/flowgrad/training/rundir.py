@@ -24,7 +24,7 @@ import numpy as np
 import flowgrad as fg
 from flowgrad.training.config import TrainConfig
 from flowgrad.training.datasets import DatasetSplits
-from flowgrad.training.model import build_reference_model
+from flowgrad.training.model import build_model
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -90,7 +90,8 @@ def _make_run_dir(out: str | os.PathLike | None, dataset: str) -> Path:
 
 def _config_document(config: TrainConfig, splits: DatasetSplits, model: Any) -> dict:
     # Flat at the top (every option under its own name, as on the command line), so
-    # `config["lr"]` or `jq .lr` reads a run; what describes the data and model is nested.
+    # `config["lr"]` or `jq .lr` reads a run; what describes the data and model is nested
+    # (the --model option is the model section's "name").
     return {
         **dataclasses.asdict(config),
         "flowgrad_version": fg.__version__,
@@ -106,7 +107,9 @@ def _config_document(config: TrainConfig, splits: DatasetSplits, model: Any) -> 
             "pixel_range": [0.0, 1.0],
         },
         "model": {
-            "architecture": "softmax(W2 relu(W1 x + b1) + b2)",
+            "name": config.model,
+            "architecture": ("softmax(W2 relu(W1 x + b1) + b2)" if config.model == "mlp" else
+                             "softmax(linear(pool(relu(conv(pool(relu(conv(x))))))))"),
             "layers": repr(model),
             "in_features": splits.in_features,
             "hidden": config.hidden,
@@ -184,7 +187,11 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     try:
         info = json.loads(config_path.read_text(encoding="utf-8"))
         known = {f.name for f in dataclasses.fields(TrainConfig)}
-        config = TrainConfig(**{k: v for k, v in info.items() if k in known})
+        options = {k: v for k, v in info.items() if k in known and k != "model"}
+        section = info.get("model")
+        # Runs from before --model existed hold only the MLP.
+        options["model"] = section.get("name", "mlp") if isinstance(section, dict) else "mlp"
+        config = TrainConfig(**options)
         shape = info["data"]["image_shape"]
         image_shape = (int(shape[0]), int(shape[1]))
         classes = tuple(str(c) for c in info["data"]["classes"])
@@ -204,7 +211,7 @@ def load_run(run_dir: str | os.PathLike) -> Run:
         raise RunError(str(exc).splitlines()[0]) from None
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise RunError(f"{checkpoint} holds no model state (expected a 'model' entry)")
-    model = build_reference_model(image_shape[0] * image_shape[1], config.hidden, len(classes))
+    model = build_model(config.model, image_shape, config.hidden, len(classes))
     try:
         model.load_state_dict(state["model"])
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
