@@ -106,9 +106,8 @@ class _Body:
                                 f"{max_length})")
         return value
 
-    def number(self, name: str, default: float | None = None, *, positive: bool = False,
-               value: Any = None) -> float:
-        raw = self.body.get(name, default) if value is None else value
+    def number(self, name: str, default: float | None = None, *, positive: bool = False) -> float:
+        raw = self.body.get(name, default)
         if raw is None:
             raise ApiError(400, f"missing field {name!r}")
         return _number(name, raw, positive=positive)
