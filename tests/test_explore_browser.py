@@ -291,6 +291,30 @@ def test_train_live_then_draw_a_digit(page, url, screenshots, timings):
     page.screenshot(path=str(screenshots / "explore-train.png"), full_page=True)
 
 
+def test_train_the_cnn_from_the_menu(page, url):
+    from flowgrad.explore.jobs import available_models
+
+    _open(page, url, "view=train")
+    options = page.eval_on_selector_all("#train-model option", "els => els.map(e => e.value)")
+    assert options == list(available_models())
+    if "cnn" not in options:
+        pytest.skip("this flowgrad.training offers no CNN")
+    page.select_option("#train-model", "cnn")
+    page.fill("#train-epochs", "3")
+    page.click("#train-start")
+    page.wait_for_selector("#train-status[data-state='done']", state="attached")
+    assert "model=cnn" in page.evaluate("location.hash")
+    assert page.text_content("#train-status").startswith("cnn: done, 3 epochs")
+    assert float(page.get_attribute("#train-accuracy", "data-value")) > 0.5
+    box = page.locator("#draw-canvas").bounding_box()
+    page.mouse.move(box["x"] + 90, box["y"] + 60)
+    page.mouse.down()
+    for k in range(1, 16):  # a "7": across, then down to the left
+        page.mouse.move(box["x"] + 90 + 7 * min(k, 8), box["y"] + 60 + 10 * max(k - 8, 0))
+    page.mouse.up()
+    page.wait_for_selector("#prediction[data-class]", state="attached")
+
+
 def test_second_training_run_is_refused_while_one_runs(page, url, refused):
     refused.add(409)
     _open(page, url, "view=train&epochs=200&hidden=16")

@@ -87,8 +87,8 @@
       idle: "No run yet.",
       running: `training ${model}: epoch ${epochs.length}/${total}`,
       stopping: `stopping after epoch ${epochs.length + 1}…`,
-      done: `done: ${epochs.length} epochs`,
-      stopped: `stopped after ${epochs.length} of ${total} epochs`,
+      done: `${model}: done, ${epochs.length} epochs`,
+      stopped: `${model}: stopped after ${epochs.length} of ${total} epochs`,
       failed: "failed: " + (status.error || ""),
     }[status.state] || status.state;
     if (last) text += ` · train loss ${FG.fmt(last.train_loss, 4)} · test accuracy ${FG.pct(last.test_accuracy)} · ${FG.fmt(last.seconds, 3)} s/epoch`;
