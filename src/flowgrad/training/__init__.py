@@ -43,7 +43,6 @@ Example:
     0.96
 """
 
-from flowgrad.data.images import ImageError, preprocess_image
 from flowgrad.training.config import (
     CNN_CHANNELS,
     DATASETS,
@@ -110,3 +109,17 @@ __all__ = [
     # images (flowgrad.data.images)
     "ImageError", "preprocess_image",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The image names load flowgrad.data (and, for files, Pillow) on first use, so that
+    # importing flowgrad.training stays as light as the network and the loop need.
+    if name in ("ImageError", "preprocess_image"):
+        from flowgrad.data import images
+
+        return getattr(images, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -13,12 +13,10 @@ from typing import Any
 import numpy as np
 
 import flowgrad as fg
-from flowgrad.data.images import preprocess_image
 from flowgrad.training.datasets import load_dataset
 from flowgrad.training.model import predict_logits
 from flowgrad.training.plots import plot_confusion
 from flowgrad.training.rundir import CONFUSION_FILE, Run, RunError, load_run
-from flowgrad.viz import figures
 
 __all__ = [
     "Evaluation",
@@ -94,7 +92,9 @@ def evaluate(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
     """
     run = load_run(run_dir)
     if plot:
-        figures.require("matplotlib", "drawing the confusion matrix")
+        from flowgrad.viz.figures import require
+
+        require("matplotlib", "drawing the confusion matrix")
     splits = load_dataset(run.config.dataset,
                           data_dir if data_dir is not None else run.config.data_dir)
     logits = predict_logits(run.model, splits.x_test)
@@ -163,6 +163,8 @@ def predict(run_dir: str | os.PathLike | Run, images: Sequence[Any]) -> list[Pre
         ImageError: an image that cannot be read or shows no ink.
     """
     run = run_dir if isinstance(run_dir, Run) else load_run(run_dir)
+    from flowgrad.data.images import preprocess_image
+
     inputs = [preprocess_image(image, run.config.dataset) for image in images]
     if not inputs:
         return []

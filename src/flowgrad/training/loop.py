@@ -39,7 +39,6 @@ from flowgrad.training.rundir import (
     _make_run_dir,
     _metrics_csv,
 )
-from flowgrad.viz import figures
 
 __all__ = [
     "RunResult",
@@ -144,7 +143,9 @@ def train(config: TrainConfig, progress: bool = True,
 
     def set_up() -> tuple[Any, Path | None]:
         if plot:
-            figures.require("matplotlib", "plotting the curves")
+            from flowgrad.viz.figures import require
+
+            require("matplotlib", "plotting the curves")  # before the work it would draw
         splits = load_dataset(config.dataset, config.data_dir, config.download)
         return splits, _make_run_dir(config.out, config.dataset) if replicas.is_main else None
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from flowgrad.training.rundir import EpochMetrics
-from flowgrad.viz import figures
 
 __all__ = [
     "plot_confusion",
@@ -31,6 +30,8 @@ def plot_curves(metrics: Sequence[EpochMetrics], path: str | os.PathLike,
     Returns:
         ``path`` as a ``Path``.
     """
+    from flowgrad.viz import figures  # on first use: importing training draws nothing
+
     figures.require("matplotlib", "plotting the curves")
     epochs = [m.epoch for m in metrics]
     fig = figures.new_figure((10, 4), dpi=100)
@@ -63,6 +64,8 @@ def plot_confusion(confusion: np.ndarray, classes: Sequence[str], path: str | os
     Returns:
         ``path`` as a ``Path``.
     """
+    from flowgrad.viz import figures
+
     figures.require("matplotlib", "drawing the confusion matrix")
     n = len(classes)
     long_names = max(len(c) for c in classes) > 3
