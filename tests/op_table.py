@@ -125,9 +125,16 @@ def _np_index_add(x, index, src):
     return out
 
 
+def _np_index_put(x, index, value):
+    out = x.copy()
+    out[index] = value
+    return out
+
+
 # Constants closed over by the rows below; fixed so every run sees the same table.
 _C = np.random.default_rng(20240601)
 IDX_REPEAT = np.array([0, 2, 0, 1, 2])
+IDX_PUT = np.array([3, 1])
 IDX_PAIR = (np.array([0, 1, 1, 2]), np.array([3, 3, 0, 3]))
 NP_MASK = _C.random((3, 4)) > 0.5
 NP_MASK[0, 0], NP_MASK[0, 1] = True, False  # never all-False or all-True
@@ -354,6 +361,22 @@ OP_TABLE: list[OpSpec] = [
         ((3, 2), (5, 2)),
         REAL,
         lambda a, s: _np_index_add(a, IDX_REPEAT, s),
+    ),
+    OpSpec("clone", lambda a: a.clone() * 1.0, ((2, 3),), REAL, lambda a: a.copy()),
+    OpSpec(
+        "index_put",
+        lambda a, v: fg.index_put(a, v, index=(slice(None), IDX_PUT)),
+        ((3, 4), (3, 2)),
+        REAL,
+        lambda a, v: _np_index_put(a, (slice(None), IDX_PUT), v),
+    ),
+    OpSpec(
+        "index_put",
+        lambda a: fg.index_put(a, 2.5, index=NP_MASK),
+        ((3, 4),),
+        REAL,
+        lambda a: _np_index_put(a, NP_MASK, 2.5),
+        label="mask-scalar",
     ),
     OpSpec("cast", lambda a: a.astype(fg.float64), ((2, 3),), REAL, lambda a: a.astype(np.float64)),
     # ---------------------------------------------------------------- fused NN ops

@@ -8,7 +8,10 @@
     0.5
 """
 
-from flowgrad import graph
+import importlib
+from typing import Any
+
+from flowgrad import graph, methods  # noqa: F401  (methods installs Tensor's methods)
 from flowgrad._backend import bool_, float32, float64, int64
 from flowgrad.creation import (
     arange,
@@ -27,7 +30,6 @@ from flowgrad.creation import (
 from flowgrad.errors import DtypeError, ShapeError
 from flowgrad.gradcheck import GradcheckError, gradcheck  # noqa: I001  (needs numpy only)
 from flowgrad.graph import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
-from flowgrad.ops import OPS
 from flowgrad.ops.arithmetic import (
     add,
     bmm,
@@ -86,11 +88,13 @@ from flowgrad.ops.reduction import (
     sum,
     var,
 )
+from flowgrad.ops.registry import op
 from flowgrad.ops.selection import argmax, argmin, max, min
 from flowgrad.ops.shape import (
     broadcast_to,
     cat,
     chunk,
+    clone,
     einsum,
     expand,
     flatten,
@@ -98,6 +102,7 @@ from flowgrad.ops.shape import (
     gather,
     getitem,
     index_add,
+    index_put,
     index_select,
     masked_fill,
     permute,
@@ -120,14 +125,10 @@ __version__ = "0.1.0"
 _SUBMODULES = {"nn", "optim", "data", "viz", "engine", "serialize", "training", "distributed"}
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # Submodules load on first use, so `import flowgrad` needs NumPy only and stays fast.
     if name in _SUBMODULES:
-        import importlib
-
         return importlib.import_module(f"flowgrad.{name}")
     if name in ("save", "load"):
-        from flowgrad import serialize
-
-        return getattr(serialize, name)
+        return getattr(importlib.import_module("flowgrad.serialize"), name)
     raise AttributeError(f"module 'flowgrad' has no attribute {name!r}")

@@ -6,10 +6,14 @@ slot in by providing the same few names. Forward rules receive the namespace as 
 
 from __future__ import annotations
 
+import math
+import types
+from typing import Any
+
 import numpy as np
 
-xp = np
 ndarray = np.ndarray
+generic = np.generic  # NumPy's scalar types
 
 float32 = np.dtype("float32")
 float64 = np.dtype("float64")
@@ -18,27 +22,129 @@ bool_ = np.dtype("bool")
 
 default_float = float32
 
+
+# Typed as Any: NumPy's stubs cannot express keepdims given as a run-time bool.
+_add: Any = np.add
+_maximum: Any = np.maximum
+_minimum: Any = np.minimum
+
+
+def _sum(x: Any, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:
+    return _add.reduce(x, axis=axis, dtype=dtype, keepdims=keepdims)
+
+
+def _mean(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    if axis is None:
+        n = x.size
+    else:
+        n = math.prod(x.shape[a] for a in ((axis,) if isinstance(axis, int) else axis))
+    total = _add.reduce(x, axis=axis, keepdims=keepdims)
+    return np.true_divide(total, n) if total.dtype.kind == "f" else total / n
+
+
+def _max(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    return _maximum.reduce(x, axis=axis, keepdims=keepdims)
+
+
+def _min(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    return _minimum.reduce(x, axis=axis, keepdims=keepdims)
+
+
+def _numpy_namespace() -> types.ModuleType:
+    """NumPy, with sum/mean/max/min called as ufunc reductions: the same numbers (NumPy's
+    own functions end in these calls) without their Python wrappers, which cost more than
+    the reduction itself on the small arrays of a graph's inner nodes."""
+    ns = types.ModuleType("flowgrad.numpy_namespace", _numpy_namespace.__doc__)
+    ns.__dict__.update({k: v for k, v in vars(np).items() if not k.startswith("__")})
+    ns.__dict__["__getattr__"] = lambda name: getattr(np, name)  # lazily loaded submodules
+    ns.__dict__.update(sum=_sum, mean=_mean, max=_max, amax=_max, min=_min, amin=_min)
+    return ns
+
+
+#: The array namespace ops receive as ``xp``.
+xp = _numpy_namespace()
+
 _rng = np.random.default_rng()
+
+# Ops return PyTorch's values at the edges of their domains (log(0) = -inf, 0/0 = nan)
+# without NumPy's floating-point warnings, which would point into flowgrad rather than at
+# the user's code. ``quiet()`` / ``loud(token)`` bracket every forward and backward pass;
+# they set NumPy's error-state context variable directly, ten times cheaper than entering
+# ``np.errstate`` once per op.
+try:
+    from numpy._core._ufunc_config import (  # type: ignore[attr-defined]
+        _extobj_contextvar,
+        _make_extobj,
+    )
+
+    _IGNORE = _make_extobj(all="ignore")
+
+    def quiet() -> Any:
+        """Silence floating-point warnings until :func:`loud` with the returned token."""
+        return _extobj_contextvar.set(_IGNORE)
+
+    def loud(token: Any) -> None:
+        _extobj_contextvar.reset(token)
+
+except ImportError:  # a NumPy without that context variable: the public, slower way
+    def quiet() -> Any:
+        state = np.errstate(all="ignore")
+        state.__enter__()
+        return state
+
+    def loud(token: Any) -> None:
+        token.__exit__(None, None, None)
 
 
 def is_array(obj: object) -> bool:
     return isinstance(obj, np.ndarray)
 
 
-def asarray(obj, dtype=None):
+def asarray(obj: Any, dtype: Any = None) -> Any:
     return np.asarray(obj, dtype=dtype)
 
 
-def to_host(arr) -> np.ndarray:
+def to_host(arr: Any) -> np.ndarray:
     """The array as a NumPy array on the host (a no-op for NumPy)."""
     return arr
 
 
-def is_floating(dtype) -> bool:
+def is_floating(dtype: Any) -> bool:
     return np.issubdtype(dtype, np.floating)
 
 
-def scatter_add(target, index, values) -> None:
+def result_type(a: Any, b: Any) -> Any:
+    """The promoted dtype of two dtypes of the same category (int/int, float/float)."""
+    return np.result_type(a, b)
+
+
+def can_cast(source: Any, target: Any) -> bool:
+    """Whether an in-place result of dtype ``source`` may be stored as ``target``."""
+    return bool(np.can_cast(source, target, casting="same_kind"))
+
+
+def full_like(arr: Any, value: Any) -> Any:
+    return np.full(arr.shape, value, dtype=arr.dtype)
+
+
+def is_private(arr: Any) -> bool:
+    """Whether ``arr`` owns its memory (not a view into another array)."""
+    return arr.base is None
+
+
+def expand(arr: Any, shape: tuple) -> Any:
+    """A new array of ``shape`` holding ``arr`` broadcast (faster than broadcast_to + copy)."""
+    out = np.empty(shape, dtype=arr.dtype)
+    out[...] = arr
+    return out
+
+
+def one(shape: tuple, dtype: Any) -> Any:
+    """A one-element array of ``shape`` (all sizes 1) holding 1."""
+    return np.array(1, dtype=dtype).reshape(shape)
+
+
+def scatter_add(target: Any, index: Any, values: Any) -> None:
     """``target[index] += values`` with repeated indices accumulating (``np.add.at``)."""
     np.add.at(target, index, values)
 

@@ -6,25 +6,7 @@ from typing import Any
 
 from flowgrad import _backend
 from flowgrad._backend import xp
-from flowgrad.tensor import Tensor
-
-
-def _to_array(data: Any, dtype):
-    """An array copy of ``data``: Python floats give float32, ints int64, arrays keep dtype."""
-    if isinstance(data, Tensor):
-        data = data.data
-    if _backend.is_array(data) or isinstance(data, xp.generic):
-        return xp.array(data, dtype=dtype)
-    arr = xp.array(data, dtype=dtype)
-    if dtype is None:
-        if arr.dtype == _backend.float64:
-            arr = arr.astype(_backend.default_float)
-        elif arr.dtype.kind in "iu":
-            arr = arr.astype(_backend.int64)
-        elif arr.dtype.kind not in "fb":
-            raise TypeError(f"cannot make a tensor from {type(data).__name__} data "
-                            f"(array dtype {arr.dtype})")
-    return arr
+from flowgrad.tensor import Tensor, to_array
 
 
 def _shape(shape: tuple) -> tuple[int, ...]:
@@ -54,7 +36,7 @@ def tensor(data: Any, dtype=None, requires_grad: bool = False) -> Tensor:
         >>> fg.tensor([[1.0, 2.0]]).dtype
         dtype('float32')
     """
-    return _new(_to_array(data, dtype), requires_grad)
+    return _new(to_array(data, dtype), requires_grad)
 
 
 def _dtype(dtype):
@@ -75,7 +57,7 @@ def full(shape, value, dtype=None, requires_grad: bool = False) -> Tensor:
     """A tensor of ``shape`` filled with ``value``."""
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if dtype is None:
-        dtype = _to_array(value, None).dtype
+        dtype = to_array(value, None).dtype
     return _new(xp.full(shape, value, dtype=dtype), requires_grad)
 
 

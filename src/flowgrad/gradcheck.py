@@ -25,9 +25,31 @@ def _flat_output(f: Callable, xs: list[Tensor]) -> np.ndarray:
     return np.array(out.data if isinstance(out, Tensor) else out, dtype=np.float64).ravel()
 
 
+def _analytic(f_out: Tensor, xs: list[Tensor], record: bool) -> list[np.ndarray]:
+    """The reverse-mode Jacobian, one row per output element, on the engine's recorded
+    (``create_graph``, Tensor rules) or unrecorded (fast array rules) path."""
+    n_out = f_out.data.size
+    analytic = [np.zeros((n_out, x.data.size)) for x in xs]
+    if not f_out.requires_grad:
+        return analytic
+    for k in range(n_out):
+        basis = np.zeros(n_out)
+        basis[k] = 1.0
+        ct = Tensor._make(basis.reshape(f_out.shape).astype(f_out.dtype), False, None)
+        grads = engine.grad(f_out, xs, grad_outputs=ct, retain_graph=True, create_graph=record)
+        for a, g in zip(analytic, grads):
+            if g is not None:
+                a[k] = np.asarray(g.data, dtype=np.float64).ravel()
+    return analytic
+
+
 def gradcheck(f: Callable, inputs: Sequence | Tensor, eps: float = 1e-6, atol: float = 1e-5,
               rtol: float = 1e-3) -> bool:
     """Check ``f``'s reverse-mode Jacobian against central finite differences in float64.
+
+    Both of the engine's paths are checked: the unrecorded one every training step takes
+    (ops' fast array rules) and the recorded one that ``create_graph`` and higher-order
+    derivatives use (ops' Tensor rules).
 
     Args:
         f: a function of Tensors returning a Tensor (any shape).
@@ -39,8 +61,8 @@ def gradcheck(f: Callable, inputs: Sequence | Tensor, eps: float = 1e-6, atol: f
         True when every input's Jacobian matches.
 
     Raises:
-        GradcheckError (an AssertionError): naming the input index, the element and the
-            largest mismatch.
+        GradcheckError (an AssertionError): naming the input index, the element, the
+            largest mismatch and the path (recorded or not) that disagrees.
 
     Example:
         >>> import flowgrad as fg
@@ -54,19 +76,10 @@ def gradcheck(f: Callable, inputs: Sequence | Tensor, eps: float = 1e-6, atol: f
         out = f(*xs)
     if not isinstance(out, Tensor):
         raise TypeError(f"gradcheck: f must return a Tensor, got {type(out).__name__}")
-    n_out = out.data.size
-    analytic = [np.zeros((n_out, x.data.size)) for x in xs]
-    if out.requires_grad:
-        for k in range(n_out):
-            basis = np.zeros(n_out)
-            basis[k] = 1.0
-            ct = Tensor._make(basis.reshape(out.shape).astype(out.dtype), False, None)
-            grads = engine.grad(out, xs, grad_outputs=ct, retain_graph=True)
-            for a, g in zip(analytic, grads):
-                if g is not None:
-                    a[k] = np.asarray(g.data, dtype=np.float64).ravel()
+    paths = {"unrecorded (fast rules)": _analytic(out, xs, record=False),
+             "recorded (create_graph)": _analytic(out, xs, record=True)}
     for i, x in enumerate(xs):
-        numeric = np.zeros_like(analytic[i])
+        numeric = np.zeros_like(paths["recorded (create_graph)"][i])
         flat = x.data.reshape(-1)
         for j in range(flat.size):
             original = flat[j]
@@ -76,11 +89,13 @@ def gradcheck(f: Callable, inputs: Sequence | Tensor, eps: float = 1e-6, atol: f
             minus = _flat_output(f, xs)
             flat[j] = original
             numeric[:, j] = (plus - minus) / (2 * eps)
-        if not np.allclose(analytic[i], numeric, atol=atol, rtol=rtol, equal_nan=False):
-            diff = np.abs(analytic[i] - numeric)
-            k, j = np.unravel_index(np.nanargmax(diff), diff.shape)
-            raise GradcheckError(
-                f"gradcheck: input {i} (shape {x.shape}): analytic and numerical derivatives "
-                f"differ; largest mismatch {diff[k, j]:.3g} at output element {k}, input element "
-                f"{j}: analytic {analytic[i][k, j]:.6g} vs numerical {numeric[k, j]:.6g}")
+        for path, analytic in paths.items():
+            if not np.allclose(analytic[i], numeric, atol=atol, rtol=rtol, equal_nan=False):
+                diff = np.abs(analytic[i] - numeric)
+                k, j = (int(v) for v in np.unravel_index(np.nanargmax(diff), diff.shape))
+                raise GradcheckError(
+                    f"gradcheck: input {i} (shape {x.shape}): analytic ({path}) and numerical "
+                    f"derivatives differ; largest mismatch {diff[k, j]:.3g} at output element "
+                    f"{k}, input element {j}: analytic {analytic[i][k, j]:.6g} vs numerical "
+                    f"{numeric[k, j]:.6g}")
     return True

@@ -15,15 +15,23 @@ Example:
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import itertools
 from typing import TYPE_CHECKING, Any
 
+from flowgrad import _backend
+from flowgrad.tensor import Tensor, Version
+
 if TYPE_CHECKING:
     from flowgrad.ops.registry import OpDef
-    from flowgrad.tensor import Tensor
 
-_grad_enabled = True
+# Modes live in context variables: each thread (and each asyncio task) has its own, as
+# PyTorch's grad mode is thread-local, so a web server's no_grad in one request does not
+# change what another request records. A new thread starts with the defaults.
+_GRAD_ENABLED: contextvars.ContextVar[bool] = contextvars.ContextVar("grad_enabled",
+                                                                   default=True)
+grad_enabled = _GRAD_ENABLED.get  # the hot-path read, bound once
 _sequence = itertools.count()
 
 FREED_MESSAGE = (
@@ -39,6 +47,7 @@ class Node:
     Attributes:
         op: the :class:`~flowgrad.ops.registry.OpDef` that ran.
         inputs: the input edges, Tensors or constants, in the op's argument order.
+        arrays: the arrays the forward received for them (after dtype promotion).
         params: the op's non-tensor arguments (e.g. ``{"dim": 1, "keepdim": False}``).
         value: the array the op produced (None once the graph is freed).
         saved: extra values the forward kept for the derivative rule, if any.
@@ -48,18 +57,33 @@ class Node:
             input edge (None for edges that need none), already summed to the input's shape.
     """
 
-    __slots__ = ("op", "inputs", "params", "value", "saved", "seq", "grad", "input_grads",
-                 "__weakref__")
+    # A node is made for every recorded op, so making one writes just the slots every node
+    # uses; the rest default to the class attributes below until assigned.
+    __slots__ = ("op", "inputs", "arrays", "params", "value", "saved", "seq", "epoch", "xp",
+                 "__dict__", "__weakref__")
+    grad: Any = None
+    input_grads: tuple | None = None
+    # The tensor inputs' version counters when recorded (None: all were 0), to detect
+    # values changed in place after they were saved; see check_versions.
+    versions: tuple | None = None
+    out_modified = False
+    # Whether the fast rule's gradients may need summing to a broadcast input's shape or
+    # casting to an input's dtype (see OpDef.vjp_arrays); apply clears it when they cannot.
+    reshapes = True
 
-    def __init__(self, op: OpDef, inputs: tuple, params: dict, value: Any, saved: Any = None):
+    def __init__(self, op: OpDef, inputs: tuple, arrays: list, params: dict, value: Any,
+                 saved: Any = None, versions: tuple | None = None, xp: Any = _backend.xp):
         self.op = op
         self.inputs = inputs
+        self.arrays = arrays  # what the forward received: the inputs' arrays, after promotion
         self.params = params
         self.value = value
         self.saved = saved
         self.seq = next(_sequence)
-        self.grad = None
-        self.input_grads = None
+        self.epoch = Version.epoch  # unchanged at backward: nothing changed in place since
+        self.xp = xp  # the array namespace the forward ran with; fast rules use it too
+        if versions is not None:
+            self.versions = versions
 
     @property
     def name(self) -> str:
@@ -72,8 +96,6 @@ class Node:
 
     def output(self) -> Tensor:
         """A Tensor holding this node's value, bound to this node (so it differentiates)."""
-        from flowgrad.tensor import Tensor
-
         if self.inputs is None:
             raise RuntimeError(FREED_MESSAGE)
         return Tensor._make(self.value, True, self)
@@ -85,18 +107,40 @@ class Node:
         that input's shape. For a scalar graph, ``node.vjp(1.0)[i]`` is the local derivative
         of this node's output with respect to input ``i``, computed from the saved values.
         """
-        from flowgrad.tensor import Tensor
-
         if self.inputs is None:
             raise RuntimeError(FREED_MESSAGE)
         if not isinstance(g, Tensor):
-            from flowgrad._backend import xp
-
-            g = Tensor._make(xp.full(self.value.shape, g, dtype=self.value.dtype), False, None)
+            g = Tensor._make(_backend.full_like(self.value, g), False, None)
         return self.op.vjp(self, g)
 
+    def check_versions(self) -> None:
+        """Raise if a value this node saved for its derivative was changed in place since."""
+        if self.out_modified:
+            raise RuntimeError(
+                f"one of the values needed for gradient computation has been modified by an "
+                f"in-place operation: the output of {self.name} (node #{self.seq}), which its "
+                f"derivative rule reads. Use an out-of-place operation (y = y + 1 instead of "
+                f"y += 1) or .clone() the value before changing it.")
+        if not self.op.saves_inputs:
+            return
+        saved = self.versions
+        k = 0
+        for x in self.inputs:
+            if isinstance(x, Tensor):
+                now = x._version
+                before = 0 if saved is None else saved[k]
+                k += 1
+                if now != before:
+                    raise RuntimeError(
+                        f"one of the values needed for gradient computation has been modified "
+                        f"by an in-place operation: input {k - 1} of {self.name} (node "
+                        f"#{self.seq}), a tensor of shape {tuple(x.shape)}, is at version "
+                        f"{now}; expected version {before} instead. Use an out-of-place "
+                        f"operation or .clone() it before changing it.")
+
     def free(self) -> None:
-        self.inputs = None
+        self.inputs = None  # type: ignore[assignment]  # freed: see the `freed` property
+        self.arrays = None  # type: ignore[assignment]
         self.value = None
         self.saved = None
 
@@ -107,8 +151,6 @@ class Node:
 
 def _collect(start: list) -> list:
     """Every node reachable from ``start`` (nodes), in no particular order; iterative."""
-    from flowgrad.tensor import Tensor
-
     seen = set()
     stack = list(start)
     order = []
@@ -147,29 +189,32 @@ def _seq(node: Node) -> int:
     return node.seq
 
 
+def push_grad_mode(mode: bool) -> contextvars.Token:
+    """Set grad mode and return a token for :func:`pop_grad_mode` (the engine's cheap path)."""
+    return _GRAD_ENABLED.set(mode)
+
+
+def pop_grad_mode(token: contextvars.Token) -> None:
+    """Restore the grad mode from before the matching :func:`push_grad_mode`."""
+    _GRAD_ENABLED.reset(token)
+
+
 def is_grad_enabled() -> bool:
-    """Whether operations record the graph now."""
-    return _grad_enabled
-
-
-def set_grad_enabled(mode: bool) -> None:
-    global _grad_enabled
-    _grad_enabled = bool(mode)
+    """Whether operations record the graph now (in this thread)."""
+    return _GRAD_ENABLED.get()
 
 
 class _GradMode:
+    """Sets grad mode for a ``with`` block (or a decorated function), then restores it."""
+
     _mode = True
 
-    def __enter__(self):
-        global _grad_enabled
-        self._previous = _grad_enabled
-        _grad_enabled = self._mode
+    def __enter__(self) -> _GradMode:
+        self._token = _GRAD_ENABLED.set(self._mode)
         return self
 
-    def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self._previous
-        return False
+    def __exit__(self, *exc: object) -> None:
+        _GRAD_ENABLED.reset(self._token)
 
     def __call__(self, fn):
         @functools.wraps(fn)
@@ -199,3 +244,36 @@ class enable_grad(_GradMode):
     """Context manager and decorator: record the graph again, e.g. inside ``no_grad``."""
 
     _mode = True
+
+
+class set_grad_enabled(_GradMode):
+    """Turn recording on or off: at once when called, or for a ``with`` block, as PyTorch.
+
+    Example:
+        >>> import flowgrad as fg
+        >>> with fg.set_grad_enabled(False):
+        ...     fg.is_grad_enabled()
+        False
+    """
+
+    def __init__(self, mode: bool) -> None:
+        self._mode = bool(mode)
+        self._previous = _GRAD_ENABLED.get()
+        _GRAD_ENABLED.set(self._mode)
+
+    def __enter__(self) -> set_grad_enabled:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _GRAD_ENABLED.set(self._previous)
+
+    def __call__(self, fn):
+        mode = self._mode
+        _GRAD_ENABLED.set(self._previous)  # as a decorator it applies per call only
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with set_grad_enabled(mode):
+                return fn(*args, **kwargs)
+
+        return wrapper

@@ -1,20 +1,77 @@
-"""The Tensor: an array that can record the dataflow graph of what is computed from it."""
+"""The Tensor: an array that can record the dataflow graph of what is computed from it.
+
+This module holds what a Tensor is (its array, its flags, its place in the graph) and the
+methods that need nothing but the array. The operations (``x * y``, ``x.sum()``,
+``x.backward()``) are defined later in the import order, in the op library and the engine,
+and installed on the class by :mod:`flowgrad.ops.registry` (one place); the declarations in
+the ``TYPE_CHECKING`` block below let type checkers and editors see them.
+"""
 
 from __future__ import annotations
 
+import builtins
+import functools
 import weakref
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from flowgrad import _backend
 from flowgrad.errors import DtypeError
+
+if TYPE_CHECKING:
+    from flowgrad.graph import Node
+
+    Number: TypeAlias = "builtins.float | int | bool"
+    TensorLike: TypeAlias = "Tensor | Number | Any"
+    Dim: TypeAlias = "int | tuple[int, ...] | None"
+
+
+def to_array(data: Any, dtype: Any = None) -> Any:
+    """An array copy of ``data``: Python floats give float32, ints int64, arrays keep dtype."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if _backend.is_array(data) or isinstance(data, _backend.xp.generic):
+        return _backend.xp.array(data, dtype=dtype)
+    if isinstance(data, (list, tuple)) and any(isinstance(v, Tensor) for v in data):
+        data = [v.data if isinstance(v, Tensor) else v for v in data]
+    arr = _backend.xp.array(data, dtype=dtype)
+    if dtype is None:
+        if arr.dtype == _backend.float64:
+            arr = arr.astype(_backend.default_float)
+        elif arr.dtype.kind in "iu":
+            arr = arr.astype(_backend.int64)
+        elif arr.dtype.kind not in "fb":
+            raise TypeError(f"cannot make a tensor from {type(data).__name__} data "
+                            f"(array dtype {arr.dtype})")
+    return arr
+
+
+class Version:
+    """How many times a tensor's memory was changed in place; shared by its views.
+
+    ``Version.epoch`` counts in-place changes of any tensor, so the engine can skip the
+    version checks of a node recorded after the last one.
+    """
+
+    __slots__ = ("n",)
+    epoch = 0
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def bump(self) -> None:
+        self.n += 1
+        Version.epoch += 1
+
+
+_new = object.__new__
 
 
 class Tensor:
     """An n-dimensional array (NumPy-backed) that records operations for differentiation.
 
-    Create tensors with :func:`flowgrad.tensor` and friends rather than this class. A tensor
-    with ``requires_grad=True`` and no ``grad_fn`` is a leaf (a parameter or an input); every
+    Create tensors with :func:`flowgrad.tensor` and friends. A tensor with
+    ``requires_grad=True`` and no ``grad_fn`` is a leaf (a parameter or an input); every
     operation on it records a :class:`~flowgrad.graph.Node`, and ``backward()`` fills
     ``.grad`` of the leaves.
 
@@ -26,28 +83,30 @@ class Tensor:
         tensor([2., 4.])
     """
 
-    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "__weakref__")
+    # A tensor is made for every op, so making one writes just the three slots; the
+    # attributes most tensors never set (.grad, the version counter, the base of a view)
+    # default to these class attributes and go to the instance dict when assigned.
+    __slots__ = ("data", "requires_grad", "grad_fn", "__dict__", "__weakref__")
+    grad: Tensor | None = None
+    _vc: Version | None = None
+    _base: Tensor | None = None
 
     # NumPy defers to our reflected operators instead of looping over a Tensor as an object.
     __array_ufunc__ = None
     __array_priority__ = 1000
 
-    def __init__(self, data: Any, requires_grad: bool = False):
-        from flowgrad.creation import _to_array
-
-        self.data = _to_array(data, None)
-        self.grad = None
-        self.grad_fn = None
+    def __init__(self, data: Any, requires_grad: bool = False) -> None:
+        self.data = to_array(data)
+        self.grad_fn: Node | None = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
 
     @classmethod
-    def _make(cls, data, requires_grad: bool, grad_fn) -> Tensor:
-        t = object.__new__(cls)
+    def _make(cls, data: Any, requires_grad: bool, grad_fn: Node | None) -> Tensor:
+        t = _new(cls)
         t.data = data
         t.requires_grad = requires_grad
-        t.grad = None
         t.grad_fn = grad_fn
         return t
 
@@ -61,12 +120,17 @@ class Tensor:
         return self.data.ndim
 
     @property
-    def dtype(self):
+    def dtype(self) -> Any:
         return self.data.dtype
 
     @property
     def is_leaf(self) -> bool:
         return self.grad_fn is None
+
+    @property
+    def _version(self) -> int:
+        """The in-place version counter (PyTorch's ``_version``): 0 until changed in place."""
+        return 0 if self._vc is None else self._vc.n
 
     @property
     def T(self) -> Tensor:
@@ -80,7 +144,7 @@ class Tensor:
         """The last two axes swapped (batched matrix transpose)."""
         return self.transpose(-2, -1)
 
-    def numpy(self):
+    def numpy(self) -> Any:
         """The underlying array (shared, not copied)."""
         return _backend.to_host(self.data)
 
@@ -91,24 +155,50 @@ class Tensor:
                 f"item() needs a tensor with one element, this one has shape {self.shape}")
         return self.data.item()
 
+    def tolist(self) -> Any:
+        """The values as (nested lists of) Python numbers; a 0-d tensor gives a number."""
+        return _backend.to_host(self.data).tolist()
+
     def numel(self) -> int:
         return int(self.data.size)
 
-    def size(self, dim: int | None = None):
-        return self.shape if dim is None else self.shape[dim]
+    def size(self, dim: int | None = None) -> Any:
+        """The shape, or the size of dimension ``dim`` (negative counts from the end)."""
+        if dim is None:
+            return self.shape
+        if not -self.ndim <= dim < max(self.ndim, 1):
+            raise IndexError(f"dim {dim} is out of range for a tensor with {self.ndim} "
+                             f"dimensions")
+        return self.shape[dim]
+
+    def dim(self) -> int:
+        return self.data.ndim
 
     def __len__(self) -> int:
         if self.data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return self.data.shape[0]
 
-    def __iter__(self):
-        for i in range(len(self)):
+    def __iter__(self) -> Iterator[Tensor]:
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        for i in range(self.data.shape[0]):
             yield self[i]
 
     def detach(self) -> Tensor:
-        """The same values (shared array) as a new leaf that does not require grad."""
-        return Tensor._make(self.data, False, None)
+        """The same values (shared memory) as a new leaf that does not require grad.
+
+        As in PyTorch, the two share the in-place version counter.
+        """
+        t = Tensor._make(self.data, False, None)
+        t._vc = self._shared_version()
+        return t
+
+    def _shared_version(self) -> Version:
+        """This tensor's version counter, created on first need, to share with a view."""
+        if self._vc is None:
+            self._vc = Version()
+        return self._vc
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
         """Set ``requires_grad`` in place on a leaf; only floating tensors may require grad."""
@@ -120,21 +210,6 @@ class Tensor:
             raise RuntimeError("requires_grad_(False) is only allowed on leaves; use detach()")
         self.requires_grad = bool(flag)
         return self
-
-    def backward(self, gradient: Any = None, retain_graph: bool | None = None,
-                 create_graph: bool = False) -> None:
-        """Backpropagate from this tensor, accumulating into the leaves' ``.grad``.
-
-        Args:
-            gradient: the upstream gradient, same shape as this tensor; may be omitted for a
-                scalar (it is then 1).
-            retain_graph: keep the graph (and record each node's ``grad``) so it can be walked
-                or differentiated again; defaults to ``create_graph``.
-            create_graph: record the backward pass itself, for higher-order derivatives.
-        """
-        from flowgrad.engine import backward
-
-        backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph)
 
     def register_post_accumulate_grad_hook(self, hook: Callable[[Tensor], None]) -> Any:
         """Call ``hook(self)`` after each backward has accumulated into this leaf's ``.grad``.
@@ -151,82 +226,35 @@ class Tensor:
         entry = POST_ACCUMULATE_HOOKS.get(key)
         if entry is None:
             # Keyed by id: Tensor's == is elementwise. The weakref's callback drops the entry.
-            ref = weakref.ref(self, lambda _, key=key: POST_ACCUMULATE_HOOKS.pop(key, None))
+            ref = weakref.ref(self, functools.partial(_drop_hooks, key))
             entry = POST_ACCUMULATE_HOOKS[key] = (ref, [])
         hooks = entry[1]
         hooks.append(hook)
         return _HookHandle(hooks, hook)
 
     # -- conversions ----------------------------------------------------------------------
-    def astype(self, dtype) -> Tensor:
-        """A copy with another dtype (differentiable between floating dtypes)."""
-        from flowgrad.ops.registry import OPS
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> Any:
+        # NumPy 2's protocol: np.array(t) copies (copy=True), np.asarray(t) may share.
+        arr = _backend.to_host(self.data)
+        if copy is False:
+            if dtype is not None and arr.dtype != dtype:
+                raise ValueError(f"cannot convert a {arr.dtype} tensor to {dtype} without a "
+                                 f"copy (copy=False was asked)")
+            return arr
+        if copy:
+            return arr.astype(arr.dtype if dtype is None else dtype, copy=True)
+        return arr if dtype is None else arr.astype(dtype, copy=False)
 
-        return OPS["cast"](self, dtype=_backend.xp.dtype(dtype))
-
-    def float(self) -> Tensor:
-        return self.astype(_backend.float32)
-
-    def double(self) -> Tensor:
-        return self.astype(_backend.float64)
-
-    def long(self) -> Tensor:
-        return self.to(_backend.int64)
-
-    def to(self, *args: Any, dtype=None, device=None) -> Tensor:
-        """This tensor in another dtype (itself if it already has it); ``"cpu"`` is accepted
-        as the device, the only one so far."""
-        for arg in args:
-            if isinstance(arg, str) or type(arg).__name__ == "device":
-                device = arg
-            elif isinstance(arg, Tensor):
-                dtype = arg.dtype
-            else:
-                dtype = arg
-        if device is not None and str(device) != "cpu":
-            raise RuntimeError(f"device {str(device)!r} is not available; only 'cpu' is")
-        if dtype is None or _backend.xp.dtype(dtype) == self.data.dtype:
-            return self
-        if not _backend.is_floating(dtype):
-            return self.detach().astype(dtype)  # integers and bools carry no gradient
-        return self.astype(dtype)
-
-    def view(self, *shape) -> Tensor:
-        """The same values in another shape (``reshape``; one -1 allowed)."""
-        return self.reshape(*shape)
-
-    def tolist(self) -> Any:
-        """The values as (nested lists of) Python numbers."""
-        return self.data.tolist()
-
-    # Functions returning several tensors, or dispatching on their arguments, as methods.
-    def max(self, dim=None, keepdim: bool = False):
-        from flowgrad.ops.selection import max
-
-        return max(self, dim, keepdim)
-
-    def min(self, dim=None, keepdim: bool = False):
-        from flowgrad.ops.selection import min
-
-        return min(self, dim, keepdim)
-
-    def split(self, split_size, dim: int = 0) -> tuple:
-        from flowgrad.ops.shape import split
-
-        return split(self, split_size, dim)
-
-    def chunk(self, chunks: int, dim: int = 0) -> tuple:
-        from flowgrad.ops.shape import chunk
-
-        return chunk(self, chunks, dim)
-
-    def __array__(self, dtype=None, copy=None):
-        return self.data if dtype is None else self.data.astype(dtype)
-
-    def __float__(self) -> float:
+    def __float__(self) -> builtins.float:
         return float(self.item())
 
     def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self.data.size != 1 or self.data.dtype.kind not in "iub":
+            raise TypeError(f"only integer tensors of a single element can be converted to an "
+                            f"index (this one has dtype {self.dtype} and shape {self.shape})")
         return int(self.item())
 
     def __bool__(self) -> bool:
@@ -237,13 +265,18 @@ class Tensor:
 
     __hash__ = object.__hash__
 
-    def __getitem__(self, index) -> Tensor:
-        from flowgrad.ops.registry import OPS
-
-        return OPS["getitem"](self, index=_normalize_index(index))
+    def __reduce__(self) -> Any:
+        # Pickling writes the values of a leaf; a tensor inside a graph would silently lose
+        # its history, so that is refused.
+        if self.grad_fn is not None:
+            raise RuntimeError(
+                "cannot pickle a tensor that is part of a recorded graph (it has a grad_fn); "
+                "pickle t.detach() to keep its values")
+        return (_rebuild, (_backend.to_host(self.data).copy(), self.requires_grad))
 
     def __repr__(self) -> str:
-        body = _backend.xp.array2string(self.data, separator=", ", prefix="tensor(")
+        body = _backend.xp.array2string(_backend.to_host(self.data), separator=", ",
+                                        prefix="tensor(")
         extras = []
         if self.data.dtype not in (_backend.float32, _backend.int64, _backend.bool_):
             extras.append(f"dtype={self.data.dtype}")
@@ -253,9 +286,140 @@ class Tensor:
             extras.append("requires_grad=True")
         return "tensor(" + ", ".join([body, *extras]) + ")"
 
+    if TYPE_CHECKING:
+        # Installed at import time by flowgrad.ops.registry; tests/test_typing.py keeps this
+        # list in agreement with the registry and the operator table.
+        def backward(self, gradient: TensorLike | None = None,
+                     retain_graph: bool | None = None, create_graph: bool = False) -> None: ...
+        def __getitem__(self, index: Any) -> Tensor: ...
+        def __setitem__(self, index: Any, value: TensorLike) -> None: ...
+        def __add__(self, other: TensorLike) -> Tensor: ...
+        def __radd__(self, other: TensorLike) -> Tensor: ...
+        def __sub__(self, other: TensorLike) -> Tensor: ...
+        def __rsub__(self, other: TensorLike) -> Tensor: ...
+        def __mul__(self, other: TensorLike) -> Tensor: ...
+        def __rmul__(self, other: TensorLike) -> Tensor: ...
+        def __truediv__(self, other: TensorLike) -> Tensor: ...
+        def __rtruediv__(self, other: TensorLike) -> Tensor: ...
+        def __pow__(self, other: TensorLike) -> Tensor: ...
+        def __rpow__(self, other: TensorLike) -> Tensor: ...
+        def __matmul__(self, other: TensorLike) -> Tensor: ...
+        def __rmatmul__(self, other: TensorLike) -> Tensor: ...
+        def __neg__(self) -> Tensor: ...
+        def __abs__(self) -> Tensor: ...
+        def __lt__(self, other: TensorLike) -> Tensor: ...
+        def __le__(self, other: TensorLike) -> Tensor: ...
+        def __gt__(self, other: TensorLike) -> Tensor: ...
+        def __ge__(self, other: TensorLike) -> Tensor: ...
+        def __eq__(self, other: TensorLike) -> Tensor: ...  # type: ignore[override]
+        def __ne__(self, other: TensorLike) -> Tensor: ...  # type: ignore[override]
+        def __iadd__(self, other: TensorLike) -> Tensor: ...
+        def __isub__(self, other: TensorLike) -> Tensor: ...
+        def __imul__(self, other: TensorLike) -> Tensor: ...
+        def __itruediv__(self, other: TensorLike) -> Tensor: ...
+        # In-place operations (as PyTorch).
+        def add_(self, other: TensorLike) -> Tensor: ...
+        def sub_(self, other: TensorLike) -> Tensor: ...
+        def mul_(self, other: TensorLike) -> Tensor: ...
+        def div_(self, other: TensorLike) -> Tensor: ...
+        def clamp_(self, min: Number | None = None, max: Number | None = None) -> Tensor: ...
+        def zero_(self) -> Tensor: ...
+        def fill_(self, value: TensorLike) -> Tensor: ...
+        def copy_(self, src: TensorLike) -> Tensor: ...
+        # Conversions and views.
+        def to(self, *args: Any, dtype: Any = None, device: Any = None) -> Tensor: ...
+        def astype(self, dtype: Any) -> Tensor: ...
+        def float(self) -> Tensor: ...
+        def double(self) -> Tensor: ...
+        def long(self) -> Tensor: ...
+        def view(self, *shape: int | Sequence[int]) -> Tensor: ...
+        def clone(self) -> Tensor: ...
+        def max(self, dim: int | None = None, keepdim: bool = False) -> Any: ...
+        def min(self, dim: int | None = None, keepdim: bool = False) -> Any: ...
+        def split(self, split_size: int | Sequence[int], dim: int = 0) -> tuple[Tensor, ...]: ...
+        def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]: ...
+        # Operations registered with method=True.
+        def add(self, y: TensorLike) -> Tensor: ...
+        def sub(self, y: TensorLike) -> Tensor: ...
+        def mul(self, y: TensorLike) -> Tensor: ...
+        def div(self, y: TensorLike) -> Tensor: ...
+        def pow(self, y: TensorLike) -> Tensor: ...
+        def neg(self) -> Tensor: ...
+        def matmul(self, y: TensorLike) -> Tensor: ...
+        def lt(self, y: TensorLike) -> Tensor: ...
+        def le(self, y: TensorLike) -> Tensor: ...
+        def gt(self, y: TensorLike) -> Tensor: ...
+        def ge(self, y: TensorLike) -> Tensor: ...
+        def eq(self, y: TensorLike) -> Tensor: ...
+        def ne(self, y: TensorLike) -> Tensor: ...
+        def exp(self) -> Tensor: ...
+        def log(self) -> Tensor: ...
+        def sqrt(self) -> Tensor: ...
+        def abs(self) -> Tensor: ...
+        def sign(self) -> Tensor: ...
+        def sin(self) -> Tensor: ...
+        def cos(self) -> Tensor: ...
+        def tanh(self) -> Tensor: ...
+        def sigmoid(self) -> Tensor: ...
+        def relu(self) -> Tensor: ...
+        def leaky_relu(self, negative_slope: Number = 0.01) -> Tensor: ...
+        def step(self) -> Tensor: ...
+        def clamp(self, min: Number | None = None, max: Number | None = None) -> Tensor: ...
+        def maximum(self, y: TensorLike) -> Tensor: ...
+        def minimum(self, y: TensorLike) -> Tensor: ...
+        def sum(self, dim: Dim = None, keepdim: bool = False) -> Tensor: ...
+        def mean(self, dim: Dim = None, keepdim: bool = False) -> Tensor: ...
+        def amax(self, dim: Dim = None, keepdim: bool = False) -> Tensor: ...
+        def amin(self, dim: Dim = None, keepdim: bool = False) -> Tensor: ...
+        def logsumexp(self, dim: Dim, keepdim: bool = False) -> Tensor: ...
+        def softmax(self, dim: int) -> Tensor: ...
+        def log_softmax(self, dim: int) -> Tensor: ...
+        def reshape(self, *shape: int | Sequence[int]) -> Tensor: ...
+        def transpose(self, dim0: int, dim1: int) -> Tensor: ...
+        def permute(self, *dims: int | Sequence[int]) -> Tensor: ...
+        def squeeze(self, dim: Dim = None) -> Tensor: ...
+        def unsqueeze(self, dim: int) -> Tensor: ...
+        def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor: ...
+        def log1p(self) -> Tensor: ...
+        def expm1(self) -> Tensor: ...
+        def square(self) -> Tensor: ...
+        def rsqrt(self) -> Tensor: ...
+        def softplus(self, beta: Number = 1.0, threshold: Number = 20.0) -> Tensor: ...
+        def silu(self) -> Tensor: ...
+        def gelu(self, approximate: str = "none") -> Tensor: ...
+        def elu(self, alpha: Number = 1.0) -> Tensor: ...
+        def erf(self) -> Tensor: ...
+        def bmm(self, y: TensorLike) -> Tensor: ...
+        def prod(self, dim: int | None = None, keepdim: bool = False) -> Tensor: ...
+        def var(self, dim: Dim = None, correction: Number = 1, keepdim: bool = False
+                ) -> Tensor: ...
+        def std(self, dim: Dim = None, correction: Number = 1, keepdim: bool = False
+                ) -> Tensor: ...
+        def norm(self, p: Number = 2, dim: Dim = None, keepdim: bool = False) -> Tensor: ...
+        def cumsum(self, dim: int) -> Tensor: ...
+        def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor: ...
+        def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor: ...
+        def flip(self, *dims: int | Sequence[int]) -> Tensor: ...
+        def expand(self, *sizes: int | Sequence[int]) -> Tensor: ...
+        def repeat(self, *sizes: int | Sequence[int]) -> Tensor: ...
+        def gather(self, dim: int, index: TensorLike) -> Tensor: ...
+        def index_select(self, dim: int, index: TensorLike) -> Tensor: ...
+        def masked_fill(self, mask: TensorLike, value: TensorLike) -> Tensor: ...
+        def tril(self, diagonal: int = 0) -> Tensor: ...
+        def triu(self, diagonal: int = 0) -> Tensor: ...
 
-# Leaf -> hooks called after backward accumulated its .grad (weak: a dropped leaf drops them).
+
+def _rebuild(data: Any, requires_grad: bool) -> Tensor:
+    """Unpickling: a leaf with the saved values."""
+    return Tensor(data, requires_grad=requires_grad)
+
+
+# Leaf id -> (weakref, hooks) called after backward accumulated its .grad.
 POST_ACCUMULATE_HOOKS: dict[int, tuple[weakref.ref, list]] = {}
+
+
+def _drop_hooks(key: int, _: weakref.ref) -> None:
+    POST_ACCUMULATE_HOOKS.pop(key, None)
 
 
 class _HookHandle:
@@ -269,44 +433,3 @@ class _HookHandle:
             if h is self._hook:
                 del self._hooks[i]
                 return
-
-
-def _normalize_index(index):
-    """Tensors inside an index become arrays, so ``x[x > 0]`` and ``x[idx_tensor]`` work."""
-    if isinstance(index, Tensor):
-        return index.data
-    if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    if isinstance(index, list):
-        return _backend.asarray(index)
-    return index
-
-
-# Python operators, by name of the op they call; "r" marks reflected operands.
-OPERATORS = {
-    "__add__": "add", "__radd__": "r add", "__sub__": "sub", "__rsub__": "r sub",
-    "__mul__": "mul", "__rmul__": "r mul", "__truediv__": "div", "__rtruediv__": "r div",
-    "__pow__": "pow", "__rpow__": "r pow", "__matmul__": "matmul", "__rmatmul__": "r matmul",
-    "__neg__": "neg", "__abs__": "abs",
-    "__lt__": "lt", "__le__": "le", "__gt__": "gt", "__ge__": "ge", "__eq__": "eq", "__ne__": "ne",
-}
-
-
-def bind_operators(ops: dict) -> None:
-    """Install the Python operators on Tensor, each calling its registered op."""
-    from flowgrad.ops.registry import apply
-
-    for dunder, spec in OPERATORS.items():
-        reflected, _, name = spec.rpartition(" ")
-        opdef = ops[name]
-        if reflected:
-            def method(self, other, _op=opdef):
-                return apply(_op, (other, self), {})
-        elif opdef.n_inputs == 1:
-            def method(self, _op=opdef):
-                return apply(_op, (self,), {})
-        else:
-            def method(self, other, _op=opdef):
-                return apply(_op, (self, other), {})
-        method.__name__ = dunder
-        setattr(Tensor, dunder, method)

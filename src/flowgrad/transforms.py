@@ -9,48 +9,51 @@ what lets an outer transform differentiate an inner one.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+import contextvars
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from flowgrad import _backend, engine, graph
-from flowgrad.creation import _to_array
-from flowgrad.tensor import Tensor
+from flowgrad.ops.shape import stack
+from flowgrad.tensor import Tensor, to_array
 
-_depth = 0  # how many transforms are running their function right now
+# How many transforms are running their function right now (per thread, as grad mode).
+_DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("transform_depth", default=0)
 
 
 @contextlib.contextmanager
-def _running():
+def _running() -> Iterator[None]:
     """Mark the span in which a transform runs its function (and may nest others)."""
-    global _depth
-    _depth += 1
+    token = _DEPTH.set(_DEPTH.get() + 1)
     try:
         with graph.enable_grad():
             yield
     finally:
-        _depth -= 1
+        _DEPTH.reset(token)
 
 
 def _as_input(x) -> tuple[Tensor, bool]:
     """A Tensor to differentiate at, and whether it is nested inside an outer transform."""
     if isinstance(x, Tensor):
-        if x.requires_grad and graph._grad_enabled:
+        if x.requires_grad and graph.is_grad_enabled():
             return x, True
         data = x.data
         if not _backend.is_floating(data.dtype):
             data = data.astype(_backend.default_float)
         return Tensor._make(data, True, None), False
-    data = _to_array(x, None)
+    data = to_array(x, None)
     if not _backend.is_floating(data.dtype):
         data = data.astype(_backend.default_float)
     return Tensor._make(data, True, None), False
 
 
-def _prepare(args: tuple, argnums) -> tuple[list, tuple[int, ...], bool]:
+def _prepare(arguments: tuple, argnums: int | Sequence[int]
+             ) -> tuple[list, tuple[int, ...], bool]:
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    args = list(args)
+    args = list(arguments)
     # Inside another transform, the outer one may differentiate through anything this one
     # computes (other arguments, closed-over tensors), so the backward pass is recorded.
-    nested = _depth > 0 and graph._grad_enabled
+    nested = _DEPTH.get() > 0 and graph.is_grad_enabled()
     for i in nums:
         args[i], inner = _as_input(args[i])
         nested = nested or inner
@@ -84,17 +87,16 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
         (5.0, [2.0, 4.0])
     """
 
-    def wrapped(*args, **kwargs):
+    def wrapped(*arguments: Any, **kwargs: Any) -> tuple[Tensor, Any]:
         with graph.enable_grad():
-            args, nums, nested = _prepare(args, argnums)
+            args, nums, nested = _prepare(arguments, argnums)
             with _running():
                 out = _check_scalar(f(*args, **kwargs), "grad")
             xs = [args[i] for i in nums]
-            if not out.requires_grad:
-                grads = [None] * len(xs)
-            else:
-                grads = engine.grad(out, xs, create_graph=nested, retain_graph=nested)
-            grads = tuple(_zeros_if_none(g, x) for g, x in zip(grads, xs))
+            found: Sequence[Tensor | None] = (
+                engine.grad(out, xs, create_graph=nested, retain_graph=nested)
+                if out.requires_grad else [None] * len(xs))
+            grads = tuple(_zeros_if_none(g, x) for g, x in zip(found, xs))
         value = out if nested else out.detach()
         return value, (grads[0] if isinstance(argnums, int) else grads)
 
@@ -167,7 +169,7 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple[Tensor, Ten
         xs, _, nested = _prepare(primals, tuple(range(len(primals))))
         with _running():
             out = f(*xs)
-        vs = [t if isinstance(t, Tensor) else Tensor._make(_to_array(t, x.dtype), False, None)
+        vs = [t if isinstance(t, Tensor) else Tensor._make(to_array(t, x.dtype), False, None)
               for t, x in zip(tangents, xs)]
         for v, x in zip(vs, xs):
             if v.shape != x.shape:
@@ -191,25 +193,22 @@ def jacobian(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
 
     One reverse sweep per output element; for a tuple ``argnums`` a tuple of Jacobians.
     """
-    from flowgrad.ops.shape import stack
-
-    def wrapped(*args, **kwargs):
+    def wrapped(*arguments: Any, **kwargs: Any) -> Any:
         with graph.enable_grad():
-            args, nums, nested = _prepare(args, argnums)
+            args, nums, nested = _prepare(arguments, argnums)
             with _running():
                 out = f(*args, **kwargs)
             xs = [args[i] for i in nums]
             n_out = out.data.size
-            rows = [[] for _ in xs]
+            rows: list[list[Tensor]] = [[] for _ in xs]
             for k in range(n_out):
                 basis = _backend.xp.zeros(n_out, dtype=out.dtype)
                 basis[k] = 1
                 ct = Tensor._make(basis.reshape(out.shape), False, None)
-                if out.requires_grad:
-                    grads = engine.grad(out, xs, grad_outputs=ct, retain_graph=True,
-                                        create_graph=nested)
-                else:
-                    grads = [None] * len(xs)
+                grads: Sequence[Tensor | None] = (
+                    engine.grad(out, xs, grad_outputs=ct, retain_graph=True,
+                                create_graph=nested)
+                    if out.requires_grad else [None] * len(xs))
                 for row, g, x in zip(rows, grads, xs):
                     row.append(_zeros_if_none(g, x))
             jacs = []

@@ -51,7 +51,6 @@ class Parameter(Tensor):
                 # Broadcast views and loaded files can be read-only; updates happen in place.
                 arr = arr.copy()
         self.data = arr
-        self.grad = None
         self.grad_fn = None
         self.requires_grad = False
         if requires_grad:

@@ -1,16 +1,15 @@
 """The operation library: each op's forward and derivative rule, registered by name.
 
-Families: :mod:`.arithmetic`, :mod:`.elementwise`, :mod:`.reduction`, :mod:`.shape`,
-:mod:`.nn` (fused network ops), :mod:`.selection` (max/min with indices, argmax),
-:mod:`.conv` (convolution and pooling).
-``OPS`` maps every op name to its definition.
+Families, in import order (each may use the ones before it): :mod:`.elementwise`,
+:mod:`.shape`, :mod:`.arithmetic`, :mod:`.reduction`, :mod:`.selection` (max/min with
+indices, argmax), :mod:`.nn` (fused network ops), :mod:`.conv` (convolution and pooling).
+``OPS`` maps every op name to its definition (read-only).
 """
 
-from flowgrad.ops import arithmetic, conv, elementwise, nn, reduction, selection, shape
-from flowgrad.ops.registry import OPS, OpDef, apply, op
-from flowgrad.tensor import bind_operators
+from flowgrad.ops import elementwise, shape, arithmetic, reduction, selection, nn, conv  # noqa: I001
+from flowgrad.ops.registry import OPS, OpDef, apply, bind_operators, op
 
-bind_operators(OPS)
+bind_operators()
 
 __all__ = ["OPS", "OpDef", "apply", "op", "arithmetic", "conv", "elementwise", "nn", "reduction",
            "selection", "shape"]

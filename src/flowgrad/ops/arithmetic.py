@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from flowgrad.errors import ShapeError
-from flowgrad.ops.registry import op
+from flowgrad.ops.elementwise import log, where
+from flowgrad.ops.registry import op, promote_divide, promote_elementwise
+from flowgrad.ops.shape import squeeze, unsqueeze
+from flowgrad.tensor import Tensor
 
 
-@op(method=True)
+@op(method=True, promote=promote_elementwise, saves_inputs=False)
 def add(xp, x, y):
     """d(x+y)/dx = 1, d(x+y)/dy = 1"""
     return xp.add(x, y)
@@ -17,7 +20,12 @@ def _(g, x, y):
     return g, g
 
 
-@op(method=True)
+@add.fast
+def _(xp, g, x, y):
+    return g, g
+
+
+@op(method=True, promote=promote_elementwise, saves_inputs=False)
 def sub(xp, x, y):
     """d(x-y)/dx = 1, d(x-y)/dy = -1"""
     return xp.subtract(x, y)
@@ -28,7 +36,12 @@ def _(g, x, y, needs):
     return g, (-g if needs[1] else None)
 
 
-@op(method=True)
+@sub.fast
+def _(xp, g, x, y, needs):
+    return g, (-g if needs[1] else None)
+
+
+@op(method=True, promote=promote_elementwise)
 def mul(xp, x, y):
     """d(x*y)/dx = y, d(x*y)/dy = x"""
     return xp.multiply(x, y)
@@ -39,7 +52,12 @@ def _(g, x, y, needs):
     return (g * y if needs[0] else None), (g * x if needs[1] else None)
 
 
-@op(method=True)
+@mul.fast
+def _(xp, g, x, y, needs):
+    return (g * y if needs[0] else None), (g * x if needs[1] else None)
+
+
+@op(method=True, promote=promote_divide)
 def div(xp, x, y):
     """d(x/y)/dx = 1/y, d(x/y)/dy = -x/y²"""
     return xp.true_divide(x, y)
@@ -52,7 +70,14 @@ def _(g, x, y, needs):
     return gx, gy
 
 
-@op(method=True)
+@div.fast
+def _(xp, g, x, y, needs):
+    gx = g / y if needs[0] else None
+    gy = -g * x / (y * y) if needs[1] else None
+    return gx, gy
+
+
+@op(method=True, promote=promote_elementwise)
 def pow(xp, x, y):
     """d(xʸ)/dx = y·xʸ⁻¹, d(xʸ)/dy = xʸ·log(x) (taken as 0 where x = 0)"""
     return xp.power(x, y)
@@ -60,9 +85,13 @@ def pow(xp, x, y):
 
 @pow.rule
 def _(g, x, y, out, needs):
-    from flowgrad.ops.elementwise import log, where
-
-    gx = g * y * x ** (y - 1) if needs[0] else None
+    gx = None
+    if needs[0]:
+        # y·x^(y-1) is 0·x^-1 for y = 0, NaN at x = 0; PyTorch and JAX take 0 there.
+        if isinstance(y, Tensor):
+            gx = where(y == 0, 0.0, g * y * x ** (y - 1))
+        else:
+            gx = g * 0.0 if y == 0 else g * y * x ** (y - 1)
     gy = None
     if needs[1]:
         # xʸ·log(x) is 0·(-inf) at x = 0; PyTorch takes the limit 0 there.
@@ -71,7 +100,7 @@ def _(g, x, y, out, needs):
     return gx, gy
 
 
-@op(method=True)
+@op(method=True, saves_inputs=False)
 def neg(xp, x):
     """d(-x)/dx = -1"""
     return xp.negative(x)
@@ -82,7 +111,12 @@ def _(g, x):
     return -g
 
 
-@op(method=True)
+@neg.fast
+def _(xp, g, x):
+    return -g
+
+
+@op(method=True, promote=promote_elementwise)
 def matmul(xp, x, y):
     """d(x@y)/dx = g @ yᵀ, d(x@y)/dy = xᵀ @ g (batched, as numpy.matmul; 1-D operands promoted)"""
     if x.ndim == 0 or y.ndim == 0:
@@ -99,8 +133,6 @@ def matmul(xp, x, y):
 
 @matmul.rule
 def _(g, x, y, needs):
-    from flowgrad.ops.shape import squeeze, unsqueeze
-
     x2 = unsqueeze(x, 0) if x.ndim == 1 else x
     y2 = unsqueeze(y, -1) if y.ndim == 1 else y
     if x.ndim == 1:
@@ -116,6 +148,23 @@ def _(g, x, y, needs):
         gy = x2.mT @ g
         if y.ndim == 1:
             gy = squeeze(gy, -1)
+    return gx, gy
+
+
+@matmul.fast
+def _(xp, g, x, y, needs):
+    if x.ndim == 1 and y.ndim == 1:
+        return (g * y if needs[0] else None), (g * x if needs[1] else None)
+    if x.ndim == 1:  # (k) @ (..., k, n) -> (..., n)
+        gx = xp.matmul(g[..., None, :], xp.swapaxes(y, -1, -2))[..., 0, :] if needs[0] else None
+        gy = x[:, None] * g[..., None, :] if needs[1] else None
+        return gx, gy
+    if y.ndim == 1:  # (..., m, k) @ (k) -> (..., m)
+        gx = g[..., :, None] * y if needs[0] else None
+        gy = xp.matmul(xp.swapaxes(x, -1, -2), g[..., :, None])[..., 0] if needs[1] else None
+        return gx, gy
+    gx = xp.matmul(g, xp.swapaxes(y, -1, -2)) if needs[0] else None
+    gy = xp.matmul(xp.swapaxes(x, -1, -2), g) if needs[1] else None
     return gx, gy
 
 

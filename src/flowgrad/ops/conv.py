@@ -23,11 +23,13 @@ average pooling divides by the window size PyTorch uses (padding counted unless
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from flowgrad import _backend
 from flowgrad.errors import ShapeError
 from flowgrad.ops.registry import op
+from flowgrad.ops.shape import gather
+from flowgrad.tensor import Tensor
 
 
 class _Geometry(NamedTuple):
@@ -198,11 +200,12 @@ def _conv_padding(name: str, padding, kernel, dilation, stride) -> tuple[int, in
             for k, d in zip(kernel, dilation):
                 total = d * (k - 1)
                 pads += [total // 2, total - total // 2]  # the odd one on the far side
-            return tuple(pads)
+            return pads[0], pads[1], pads[2], pads[3]
         raise ValueError(f"{name}: padding must be an int, a tuple of ints, 'valid' or 'same', "
                          f"got {padding!r}")
     if not isinstance(padding, int) and len(tuple(padding)) == 4:
-        return _ints(padding, 4, name, "padding", 0)
+        top, bottom, left, right = _ints(padding, 4, name, "padding", 0)
+        return top, bottom, left, right
     ph, pw = _ints(padding, 2, name, "padding", 0)
     return (ph, ph, pw, pw)
 
@@ -384,7 +387,7 @@ def max_pool2d(xp, x, *, kernel_size, stride=None, padding=0, dilation=1, ceil_m
                          ceil_mode)
     padded = _pad(xp, x4, geo.padding, _lowest(xp, x.dtype))
     kh, kw = geo.kernel
-    out = None
+    out: Any = None
     for p in range(kh * kw):
         part = padded[(slice(None), slice(None)) + _offset(geo, *divmod(p, kw))]
         out = part.copy(order="K") if out is None else xp.maximum(out, part, out=out)
@@ -441,8 +444,6 @@ def max_pool2d_backward(xp, g, x, pooled, *, kernel_size, stride=None, padding=0
 
 @max_pool2d_backward.rule
 def _(gg, g, x, pooled, kernel_size, stride, padding, dilation, ceil_mode):
-    from flowgrad.ops.shape import gather
-
     xp = _backend.xp
     x4, out4, batched, geo, index = _max_pool_setup(xp, x.data, pooled.data, kernel_size,
                                                     stride, padding, dilation, ceil_mode)
@@ -466,7 +467,6 @@ def _flat_indices(xp, index, x_shape, geo: _Geometry):
 
 def max_pool2d_indices(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """The flat index (into each H·W plane) of the element each window of max_pool2d picks."""
-    from flowgrad.tensor import Tensor
 
     xp = _backend.xp
     arr = x.data if isinstance(x, Tensor) else xp.asarray(x)
@@ -593,8 +593,6 @@ def adaptive_avg_pool2d(xp, x, *, output_size):
 
 @adaptive_avg_pool2d.rule
 def _(g, x, output_size):
-    from flowgrad.tensor import Tensor
-
     xp = _backend.xp
     oh, ow = _adaptive_size(x.shape, output_size)
     ph = Tensor._make(_adaptive_matrix(xp, x.shape[-2], oh, g.dtype), False, None)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flowgrad.ops.registry import op
+from flowgrad.ops.registry import op, promote_elementwise, promote_to_float, promote_values
 
 
-@op(method=True)
+@op(method=True, promote=promote_to_float)
 def exp(xp, x):
     """exp'(x) = exp(x), from the saved output"""
     return xp.exp(x)
@@ -16,7 +16,12 @@ def _(g, x, out):
     return g * out
 
 
-@op(method=True)
+@exp.fast
+def _(xp, g, x, out):
+    return g * out
+
+
+@op(method=True, promote=promote_to_float)
 def log(xp, x):
     """log'(x) = 1/x"""
     return xp.log(x)
@@ -27,7 +32,12 @@ def _(g, x):
     return g / x
 
 
-@op(method=True)
+@log.fast
+def _(xp, g, x):
+    return g / x
+
+
+@op(method=True, promote=promote_to_float)
 def sqrt(xp, x):
     """sqrt'(x) = 1/(2·sqrt(x)), from the saved output"""
     return xp.sqrt(x)
@@ -55,7 +65,7 @@ def sign(xp, x):
     return xp.sign(x)
 
 
-@op(method=True)
+@op(method=True, promote=promote_to_float)
 def sin(xp, x):
     """sin'(x) = cos(x)"""
     return xp.sin(x)
@@ -66,7 +76,7 @@ def _(g, x):
     return g * cos(x)
 
 
-@op(method=True)
+@op(method=True, promote=promote_to_float)
 def cos(xp, x):
     """cos'(x) = -sin(x)"""
     return xp.cos(x)
@@ -77,7 +87,7 @@ def _(g, x):
     return -g * sin(x)
 
 
-@op(method=True)
+@op(method=True, promote=promote_to_float)
 def tanh(xp, x):
     """tanh'(x) = 1 - t², from the saved output t"""
     return xp.tanh(x)
@@ -88,7 +98,12 @@ def _(g, x, out):
     return g * (1.0 - out * out)
 
 
-@op(method=True)
+@tanh.fast
+def _(xp, g, x, out):
+    return g * (1.0 - out * out)
+
+
+@op(method=True, promote=promote_to_float)
 def sigmoid(xp, x):
     """sigmoid'(x) = s·(1 - s), from the saved output s"""
     # exp of a negative number only: no overflow for large |x|.
@@ -98,6 +113,11 @@ def sigmoid(xp, x):
 
 @sigmoid.rule
 def _(g, x, out):
+    return g * out * (1.0 - out)
+
+
+@sigmoid.fast
+def _(xp, g, x, out):
     return g * out * (1.0 - out)
 
 
@@ -112,7 +132,12 @@ def _(g, x):
     return g * step(x)
 
 
-@op(method=True)
+@relu.fast
+def _(xp, g, x):
+    return g * (x > 0)
+
+
+@op(method=True, promote=promote_to_float)
 def leaky_relu(xp, x, *, negative_slope=0.01):
     """leaky_relu'(x) = 1 for x > 0, negative_slope for x <= 0"""
     return xp.where(x > 0, x, x * negative_slope)
@@ -152,7 +177,7 @@ def _(g, x, min, max):
     return where(inside, g, 0.0)
 
 
-@op(method=True)
+@op(method=True, promote=promote_elementwise)
 def maximum(xp, x, y):
     """d max(x, y) = g to the larger; split evenly where x == y (as PyTorch)"""
     return xp.maximum(x, y)
@@ -163,7 +188,7 @@ def _(g, x, y):
     return _split_ties(g, x, y, x > y)
 
 
-@op(method=True)
+@op(method=True, promote=promote_elementwise)
 def minimum(xp, x, y):
     """d min(x, y) = g to the smaller; split evenly where x == y (as PyTorch)"""
     return xp.minimum(x, y)
@@ -182,7 +207,7 @@ def _split_ties(g, x, y, x_wins):
     return gx, gy
 
 
-@op(method=False)
+@op(method=False, promote=promote_values)
 def where(xp, cond, x, y):
     """where(c, x, y): the gradient goes to x where c holds, to y elsewhere"""
     return xp.where(cond, x, y)
@@ -195,7 +220,7 @@ def _(g, cond, x, y, needs):
     return None, gx, gy
 
 
-@op()
+@op(saves_inputs=False)
 def cast(xp, x, *, dtype):
     """A dtype conversion; the gradient is converted back (none for integer/bool inputs)"""
     return x.astype(dtype)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import math
 
-from flowgrad import _backend, graph
-from flowgrad.ops.registry import op
+from flowgrad import _backend
+from flowgrad.creation import arange, ones, zeros
+from flowgrad.errors import ShapeError
+from flowgrad.ops.elementwise import sigmoid, where
+from flowgrad.ops.reduction import softmax
+from flowgrad.ops.registry import op, promote_elementwise
+from flowgrad.ops.shape import index_add
 from flowgrad.tensor import Tensor
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -16,12 +21,10 @@ def _check_reduction(reduction: str) -> None:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
-@op()
+@op(promote=promote_elementwise)
 def linear(xp, x, weight, bias=None):
     """x @ weightᵀ + bias. dx = g @ W, dW = gᵀ @ x (summed over the batch), db = Σ g"""
     if x.shape[-1] != weight.shape[-1]:
-        from flowgrad.errors import ShapeError
-
         raise ShapeError(f"linear: input of shape {tuple(x.shape)} does not fit weight of shape "
                          f"{tuple(weight.shape)} (expected last dim {weight.shape[-1]})")
     out = xp.matmul(x, weight.T)
@@ -41,6 +44,22 @@ def _(g, x, weight, bias, needs):
             out_features, in_features = weight.shape
             gw = g.reshape(-1, out_features).mT @ x.reshape(-1, in_features)
     return gx, gw, (g if needs[2] else None)
+
+
+@linear.fast
+def _(xp, g, x, weight, bias, needs):
+    gx = xp.matmul(g, weight) if needs[0] else None
+    gw = None
+    if needs[1]:
+        if x.ndim == 2:
+            gw = xp.matmul(g.T, x)
+        else:
+            out_features, in_features = weight.shape
+            gw = xp.matmul(xp.reshape(g, (-1, out_features)).T, xp.reshape(x, (-1, in_features)))
+    gb = None
+    if needs[2]:
+        gb = g if g.ndim == 1 else xp.sum(xp.reshape(g, (-1, g.shape[-1])), axis=0)
+    return gx, gw, gb
 
 
 @op(saves=True)
@@ -84,27 +103,14 @@ def cross_entropy(xp, logits, target, *, reduction="mean"):
 
 
 @cross_entropy.rule
-def _(g, logits, target, saved, reduction):
-    from flowgrad.creation import arange, ones, zeros
-    from flowgrad.ops.reduction import softmax
-    from flowgrad.ops.shape import index_add
-
+def _(g, logits, target, reduction):
+    # Recorded (create_graph): dz = softmax - onehot as ops, so it differentiates again.
     batched = logits.ndim == 2
-    if graph.is_grad_enabled():
-        # Recording the backward (create_graph): express dz with ops so it differentiates.
-        z = logits if batched else logits.reshape(1, -1)
-        t = (target.data if isinstance(target, Tensor) else target).reshape(-1)
-        onehot = index_add(zeros(z.shape, dtype=z.dtype), ones(t.shape[0], dtype=z.dtype),
-                           index=(arange(t.shape[0]).data, t))
-        dz = softmax(z, dim=1) - onehot
-    elif reduction != "none":
-        # First order only: one array multiply, no graph (dz is the saved softmax - onehot).
-        n = saved.shape[0]
-        scale = g.data / n if reduction == "mean" else g.data
-        gz = saved * scale.astype(saved.dtype, copy=False)
-        return Tensor._make(gz if batched else gz.reshape(-1), False, None), None
-    else:
-        dz = Tensor._make(saved, False, None)
+    z = logits if batched else logits.reshape(1, -1)
+    t = (target.data if isinstance(target, Tensor) else target).reshape(-1)
+    onehot = index_add(zeros(z.shape, dtype=z.dtype), ones(t.shape[0], dtype=z.dtype),
+                       index=(arange(t.shape[0]).data, t))
+    dz = softmax(z, dim=1) - onehot
     n = dz.shape[0]
     if reduction == "mean":
         gz = dz * (g / float(n))
@@ -115,13 +121,23 @@ def _(g, logits, target, saved, reduction):
     return (gz if batched else gz.reshape(-1)), None
 
 
+@cross_entropy.fast
+def _(xp, g, logits, target, saved, reduction):
+    # First order: one multiply of the saved softmax - onehot.
+    if reduction == "mean":
+        gz = saved * (g / saved.shape[0]).astype(saved.dtype, copy=False)
+    elif reduction == "sum":
+        gz = saved * g.astype(saved.dtype, copy=False)
+    else:
+        gz = saved * xp.reshape(g, (-1, 1))
+    return (gz if logits.ndim == 2 else xp.reshape(gz, (-1,))), None
+
+
 @op()
 def binary_cross_entropy_with_logits(xp, logits, target, *, reduction="mean"):
     """-[t·log σ(x) + (1-t)·log(1-σ(x))], stable; d/dx = σ(x) - t, d/dt = -x"""
     _check_reduction(reduction)
     if xp.shape(target) != logits.shape:
-        from flowgrad.errors import ShapeError
-
         raise ShapeError(f"binary_cross_entropy_with_logits: target shape "
                          f"{tuple(xp.shape(target))} differs from logits shape "
                          f"{tuple(logits.shape)}")
@@ -133,8 +149,6 @@ def binary_cross_entropy_with_logits(xp, logits, target, *, reduction="mean"):
 
 @binary_cross_entropy_with_logits.rule
 def _(g, logits, target, reduction, needs):
-    from flowgrad.ops.elementwise import sigmoid
-
     if reduction == "mean":
         g = g / float(max(math.prod(logits.shape), 1))
     gx = g * (sigmoid(logits) - target) if needs[0] else None
@@ -153,8 +167,6 @@ def embedding(xp, input, weight, *, padding_idx=None):
     if index.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got dtype {index.dtype}")
     if weight.ndim != 2:
-        from flowgrad.errors import ShapeError
-
         raise ShapeError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got "
                          f"shape {tuple(weight.shape)}")
     n = weight.shape[0]
@@ -166,10 +178,6 @@ def embedding(xp, input, weight, *, padding_idx=None):
 
 @embedding.rule
 def _(g, input, weight, padding_idx, needs):
-    from flowgrad.creation import zeros
-    from flowgrad.ops.elementwise import where
-    from flowgrad.ops.shape import index_add
-
     index = input.data if isinstance(input, Tensor) else _backend.asarray(input)
     if padding_idx is not None:
         g = where((index == padding_idx)[..., None], 0.0, g)

@@ -4,49 +4,24 @@ from __future__ import annotations
 
 import math
 
-from flowgrad.ops.registry import op
+from flowgrad import _backend
+from flowgrad.ops._dims import axes, keep_dims
+from flowgrad.ops.elementwise import abs, exp, sign, where
+from flowgrad.ops.registry import op, promote_to_float
+from flowgrad.ops.shape import broadcast_to, flip
 
-
-def axes(dim, ndim: int) -> tuple[int, ...]:
-    """``dim`` as a sorted tuple of non-negative axes (all axes for None)."""
-    if dim is None:
-        return tuple(range(ndim))
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    if ndim == 0:
-        if any(d not in (0, -1) for d in dims):
-            raise IndexError(f"dim {dim} is out of range for a 0-d tensor")
-        return ()
-    out = set()
-    for d in dims:
-        if not -ndim <= d < ndim:
-            raise IndexError(f"dim {d} is out of range for a tensor with {ndim} dimensions "
-                             f"(expected {-ndim} to {ndim - 1})")
-        out.add(d % ndim)
-    if len(out) != len(dims):
-        raise ValueError(f"dim {dim} repeats an axis")
-    return tuple(sorted(out))
-
-
-def keep_dims(g, shape: tuple, dim, keepdim: bool):
-    """``g`` reshaped so the reduced axes of ``shape`` are back, as size 1."""
-    if keepdim or (dim is None and g.ndim == 0):
-        return g  # a 0-d gradient broadcasts against any shape as it is
-    kept = list(shape)
-    for a in axes(dim, len(shape)):
-        kept[a] = 1
-    return g if g.shape == tuple(kept) else g.reshape(tuple(kept))
+__all__ = ["sum", "mean", "amax", "amin", "logsumexp", "softmax", "log_softmax", "axes",
+           "keep_dims"]
 
 
 def _broadcast(g, x, dim, keepdim):
-    from flowgrad.ops.shape import broadcast_to
-
     return broadcast_to(keep_dims(g, x.shape, dim, keepdim), shape=x.shape)
 
 
-@op(method=True)
+@op(method=True, saves_inputs=False)
 def sum(xp, x, *, dim=None, keepdim=False):
     """d sum(x)/dx = 1 for every summed element: the gradient is broadcast back"""
-    return xp.sum(x, axis=axes(dim, x.ndim), keepdims=keepdim)
+    return xp.sum(x, axis=None if dim is None else axes(dim, x.ndim), keepdims=keepdim)
 
 
 @sum.rule
@@ -54,16 +29,31 @@ def _(g, x, dim, keepdim):
     return _broadcast(g, x, dim, keepdim)
 
 
-@op(method=True)
+@sum.fast
+def _(xp, g, x, dim, keepdim):
+    return _backend.expand(keep_dims(g, x.shape, dim, keepdim), x.shape)
+
+
+def _count(shape: tuple, dim) -> int:
+    """How many elements each output of a reduction over ``dim`` summarises."""
+    return math.prod(shape[a] for a in axes(dim, len(shape)))
+
+
+@op(method=True, promote=promote_to_float, saves_inputs=False)
 def mean(xp, x, *, dim=None, keepdim=False):
     """d mean(x)/dx = 1/n for each of the n averaged elements"""
-    return xp.mean(x, axis=axes(dim, x.ndim), keepdims=keepdim)
+    return xp.mean(x, axis=None if dim is None else axes(dim, x.ndim), keepdims=keepdim)
 
 
 @mean.rule
 def _(g, x, dim, keepdim):
-    n = math.prod(x.shape[a] for a in axes(dim, x.ndim))
-    return _broadcast(g / float(max(n, 1)), x, dim, keepdim)
+    return _broadcast(g / float(max(_count(x.shape, dim), 1)), x, dim, keepdim)
+
+
+@mean.fast
+def _(xp, g, x, dim, keepdim):
+    scaled = g / float(max(_count(x.shape, dim), 1))
+    return _backend.expand(keep_dims(scaled, x.shape, dim, keepdim), x.shape)
 
 
 def _extreme_rule(g, x, out, dim, keepdim):
@@ -97,7 +87,7 @@ def _stable_max(xp, x, ax):
     return xp.where(xp.isfinite(m), m, 0)
 
 
-@op(method=True)
+@op(method=True, promote=promote_to_float)
 def logsumexp(xp, x, *, dim, keepdim=False):
     """d logsumexp(x)/dx = softmax(x) = exp(x - out)"""
     ax = axes(dim, x.ndim)
@@ -108,12 +98,10 @@ def logsumexp(xp, x, *, dim, keepdim=False):
 
 @logsumexp.rule
 def _(g, x, out, dim, keepdim):
-    from flowgrad.ops.elementwise import exp
-
     return keep_dims(g, x.shape, dim, keepdim) * exp(x - keep_dims(out, x.shape, dim, keepdim))
 
 
-@op(method=True)
+@op(method=True, promote=promote_to_float)
 def softmax(xp, x, *, dim):
     """softmax'(x)ᵀg = s·(g - Σ g·s), from the saved output s"""
     ax = axes(dim, x.ndim)
@@ -126,7 +114,7 @@ def _(g, x, out, dim):
     return out * (g - (g * out).sum(dim=dim, keepdim=True))
 
 
-@op(method=True)
+@op(method=True, promote=promote_to_float)
 def log_softmax(xp, x, *, dim):
     """log_softmax'(x)ᵀg = g - exp(out)·Σ g, from the saved output"""
     ax = axes(dim, x.ndim)
@@ -136,17 +124,10 @@ def log_softmax(xp, x, *, dim):
 
 @log_softmax.rule
 def _(g, x, out, dim):
-    from flowgrad.ops.elementwise import exp
-
     return g - exp(out) * g.sum(dim=dim, keepdim=True)
 
 
 # ---------------------------------------------------------------- more reductions
-
-
-def _count(shape: tuple, dim) -> int:
-    """How many elements each output of a reduction over ``dim`` summarises."""
-    return math.prod(shape[a] for a in axes(dim, len(shape)))
 
 
 @op(method=True)
@@ -157,8 +138,6 @@ def prod(xp, x, *, dim=None, keepdim=False):
 
 @prod.rule
 def _(g, x, dim, keepdim):
-    from flowgrad.ops.elementwise import where
-
     # The product of the others is prod/x_i, except at zeros: with one zero in the slice,
     # only that element gets the product of the non-zeros; with two or more, all get 0.
     zero = x == 0
@@ -195,8 +174,6 @@ def std(xp, x, *, dim=None, correction=1, keepdim=False):
 
 @std.rule
 def _(g, x, out, dim, correction, keepdim):
-    from flowgrad.ops.elementwise import where
-
     dof = _count(x.shape, dim) - correction
     out = keep_dims(out, x.shape, dim, keepdim)
     # A safe denominator: masking after dividing by 0 would still give nan in order 2.
@@ -238,8 +215,6 @@ def norm(xp, x, *, p=2, dim=None, keepdim=False):
 
 @norm.rule
 def _(g, x, out, p, dim, keepdim):
-    from flowgrad.ops.elementwise import abs, sign, where
-
     p = _norm_order(p)
     g = keep_dims(g, x.shape, dim, keepdim)
     if p == 1.0:
@@ -264,6 +239,4 @@ def cumsum(xp, x, *, dim):
 
 @cumsum.rule
 def _(g, x, dim):
-    from flowgrad.ops.shape import flip
-
     return flip(cumsum(flip(g, dim), dim=dim), dim)

@@ -19,42 +19,171 @@ An op is written once, in its family file::
   with flowgrad ops so that it can itself be differentiated. It may also ask, by parameter
   name, for ``out`` (the output as a Tensor bound to the node), ``saved``, or ``needs`` (which
   inputs want a gradient, to skip work).
+* An optional **fast rule** (``@mul.fast``) is the same derivative on plain arrays:
+  ``(xp, g, *input_arrays, [out], [saved], [needs], **params)`` returning arrays. The engine
+  uses it when the backward pass is not recorded (``create_graph=False``), which is every
+  training step; the Tensor rule stays the one that differentiates again, and gradcheck
+  checks both.
 * Broadcasting is undone centrally: each returned gradient is summed back to its input's
-  shape by the ``sum_to`` op here, never inside a rule.
+  shape here, never inside a rule.
 
 ``op`` creates the public function ``fg.NAME`` and, with ``method=True``, ``Tensor.NAME``.
+Besides the ops' own methods, this module installs Tensor's Python operators from the one
+table :data:`OPERATORS` (see :func:`bind_operators`).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
-from flowgrad import _backend, graph
-from flowgrad._backend import xp
+from flowgrad import _backend
 from flowgrad.errors import ShapeError
-from flowgrad.graph import Node
+from flowgrad.graph import Node, grad_enabled
+from flowgrad.ops._dims import sum_to_shape
 from flowgrad.tensor import Tensor
 
-OPS: dict[str, OpDef] = {}
+_OPS: dict[str, OpDef] = {}
+#: Every registered op by name (read-only; register new ones with :func:`op`).
+OPS: Mapping[str, OpDef] = MappingProxyType(_OPS)
 
 _ndarray = _backend.ndarray
+_quiet, _loud = _backend.quiet, _backend.loud
 _make = Tensor._make
 _SCALARS = (int, float, bool)
+_EXTRAS = ("out", "saved", "needs")
+
+
+# ---------------------------------------------------------------- dtype promotion (PyTorch's)
+
+
+def _category(dtype: Any) -> int:
+    kind = dtype.kind
+    return 2 if kind in "fc" else (0 if kind == "b" else 1)
+
+
+def _promote_pair(a: Any, b: Any) -> Any:
+    """PyTorch's promoteTypes: across categories the higher category's dtype wins as is."""
+    if a is None:
+        return b
+    if b is None or a == b:
+        return a
+    ca, cb = _category(a), _category(b)
+    if ca != cb:
+        return a if ca > cb else b
+    return _backend.result_type(a, b)
+
+
+def _combine(higher: Any, lower: Any) -> Any:
+    # PyTorch's combine_categories: a lower tier (0-d tensors, then Python scalars) only
+    # counts when it brings a higher category.
+    if higher is None:
+        return lower
+    if lower is None or _category(higher) == 2:
+        return higher
+    if _category(higher) == 0 or _category(lower) == 2:
+        return _promote_pair(higher, lower)
+    return higher
+
+
+def result_type(*operands: Any) -> Any:
+    """The dtype PyTorch gives an elementwise op on these operands (arrays or scalars).
+
+    Dimensioned tensors outrank 0-d tensors, which outrank Python scalars, unless the lower
+    tier is of a higher category (bool < integer < floating): ``int64 + 0.5`` is float32
+    (the default float), ``float32 + float64 0-d`` stays float32, ``int64 + float32`` is
+    float32.
+    """
+    dims = zero = scalar = None
+    for x in operands:
+        if isinstance(x, _ndarray):
+            if x.ndim:
+                dims = _promote_pair(dims, x.dtype)
+            else:
+                zero = _promote_pair(zero, x.dtype)
+        elif isinstance(x, bool):
+            scalar = _promote_pair(scalar, _backend.bool_)
+        elif isinstance(x, int):
+            scalar = _promote_pair(scalar, _backend.int64)
+        elif isinstance(x, float):
+            scalar = _promote_pair(scalar, _backend.default_float)
+    return _combine(dims, _combine(zero, scalar))
+
+
+def _cast_all(arrays: list, dtype: Any, skip: int = 0) -> list:
+    return arrays[:skip] + [a.astype(dtype) if isinstance(a, _ndarray) and a.dtype != dtype
+                            else a for a in arrays[skip:]]
+
+
+def promote_elementwise(arrays: list, skip: int = 0) -> list:
+    """Cast the operands (after the first ``skip``) to their PyTorch result type.
+
+    The common cases (same-dtype arrays; a floating array with a Python number; any array
+    with a Python int) return at once.
+    """
+    if len(arrays) - skip == 2:
+        a, b = arrays[skip], arrays[skip + 1]
+        if type(a) is _ndarray:
+            da = a.dtype
+            if type(b) is _ndarray:
+                if b.dtype is da:
+                    return arrays
+            elif type(b) is int or (type(b) is float and da.kind == "f"):
+                return arrays
+        elif type(b) is _ndarray and (type(a) is int or (type(a) is float
+                                                          and b.dtype.kind == "f")):
+            return arrays
+    target = result_type(*arrays[skip:])
+    if target is None or all(not isinstance(a, _ndarray) or a.dtype == target
+                             for a in arrays[skip:]):
+        return arrays
+    return _cast_all(arrays, target, skip)
+
+
+def promote_to_float(arrays: list) -> list:
+    """Integer and bool inputs become the default float (``exp`` of an int tensor: float32)."""
+    if all(not isinstance(a, _ndarray) or a.dtype.kind == "f" for a in arrays):
+        return arrays
+    return [a.astype(_backend.default_float) if isinstance(a, _ndarray) and a.dtype.kind != "f"
+            else a for a in arrays]
+
+
+def promote_divide(arrays: list) -> list:
+    """True division: the elementwise result type, and float32 when that is integral."""
+    arrays = promote_elementwise(arrays)
+    return promote_to_float(arrays)
+
+
+def promote_values(arrays: list) -> list:
+    """``where(cond, x, y)``: promote x and y, leave the condition."""
+    return promote_elementwise(arrays, skip=1)
+
+
+# ---------------------------------------------------------------- op definitions
 
 
 class OpDef:
-    """A registered operation: its forward, its derivative rule and how to call them."""
+    """A registered operation: its forward, its derivative rules and how to call them."""
 
     def __init__(self, name: str, forward: Callable, *, saves: bool, differentiable: bool,
-                 variadic: bool, varargs: str | None):
+                 variadic: bool, varargs: str | None, promote: Callable | None,
+                 view: bool | Callable[[dict], bool], saves_inputs: bool):
         self.name = name
         self.forward = forward
-        self._rule = None
+        self._rule: Callable | None = None
+        self._fast: Callable | None = None
         self.differentiable = differentiable
         self.saves = saves
         self.variadic = variadic
+        self.promote = promote
+        # Gradients may need summing to a broadcast input's shape or casting back to a
+        # promoted input's dtype: true for ops that promote (the elementwise ones, which
+        # also broadcast). Others return gradients of their inputs' shapes and dtypes.
+        self.reshapes_grads = promote is not None
+        self.view = view
+        self.saves_inputs = saves_inputs
         self.__doc__ = forward.__doc__
         n_inputs, names, defaults, input_params = 0, [], {}, []
         for p in list(inspect.signature(forward).parameters.values())[1:]:
@@ -67,24 +196,45 @@ class OpDef:
                     defaults[p.name] = p.default
         self.n_inputs = n_inputs
         self.input_params = tuple(input_params)
+        self._input_names = frozenset(p.name for p in input_params)
         self.param_names = tuple(names)
         self.defaults = defaults
         self.vararg = varargs
         # Plain ops (inputs only, no arguments) take a shorter call path.
         self.simple = not (variadic or varargs or names)
-        self._rule_extras = ()
+        self._rule_extras: tuple[str, ...] = ()
+        self._fast_extras: tuple[str, ...] = ()
+        self.reads_out = False
 
     def rule(self, rule: Callable) -> Callable:
-        """Decorator attaching the derivative rule to this op."""
+        """Decorator attaching the derivative rule (on Tensors) to this op."""
         wanted = inspect.signature(rule).parameters
-        self._rule_extras = tuple(k for k in ("out", "saved", "needs") if k in wanted)
+        self._rule_extras = tuple(k for k in _EXTRAS if k in wanted)
+        self.reads_out = self.reads_out or "out" in wanted
         self._rule = rule
         return rule
 
+    def fast(self, rule: Callable) -> Callable:
+        """Decorator attaching the first-order rule on plain arrays (``xp`` first)."""
+        wanted = inspect.signature(rule).parameters
+        self._fast_extras = tuple(k for k in _EXTRAS if k in wanted)
+        self.reads_out = self.reads_out or "out" in wanted
+        self._fast = rule
+        return rule
+
+    @property
+    def has_fast_rule(self) -> bool:
+        return self._fast is not None
+
     def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
         """Apply the op (as ``fg.NAME`` does): inputs first, then its arguments."""
-        if self.simple and len(args) == self.n_inputs and not kwargs:
-            return apply(self, args, kwargs)
+        if len(args) == self.n_inputs and not self.variadic and self.vararg is None:
+            if self.simple and not kwargs:
+                return apply(self, args, kwargs)
+            if not kwargs:
+                return apply(self, args, self.defaults.copy())
+            if kwargs.keys().isdisjoint(self._input_names):
+                return apply(self, args, {**self.defaults, **kwargs})
         if self.variadic:
             inputs, rest = tuple(args[0]), args[1:]
         else:
@@ -106,7 +256,7 @@ class OpDef:
             kwargs = {**self.defaults, **kwargs}
         return apply(self, inputs, kwargs)
 
-    def _missing_input(self, param: inspect.Parameter, kwargs: dict):
+    def _missing_input(self, param: inspect.Parameter, kwargs: dict) -> Any:
         if param.name in kwargs:
             return kwargs.pop(param.name)
         if param.default is not param.empty:
@@ -114,11 +264,17 @@ class OpDef:
         raise TypeError(f"{self.name}() is missing the input {param.name!r}")
 
     def vjp(self, node: Node, g: Tensor) -> tuple:
-        """The rule applied at ``node``: gradients per input, summed to the inputs' shapes."""
+        """The Tensor rule at ``node``: gradients per input, summed to the inputs' shapes.
+
+        Recorded when grad mode is on, so the result can be differentiated again.
+        """
+        if self._rule is None:
+            raise RuntimeError(f"op {self.name!r} has no derivative rule; attach one with "
+                               f"@{self.name}.rule")
         inputs = node.inputs
         needs = tuple([isinstance(x, Tensor) and x.requires_grad for x in inputs])
         if self._rule_extras:
-            extras = {}
+            extras: dict[str, Any] = {}
             for key in self._rule_extras:
                 if key == "out":
                     extras["out"] = _make(node.value, True, node)
@@ -131,19 +287,67 @@ class OpDef:
             grads = self._rule(g, *inputs, **node.params)
         if type(grads) is not tuple:
             grads = (grads,)
-        result = []
+        self._check_count(grads, inputs)
+        result: list[Tensor | None] = []
         for x, need, gx in zip(inputs, needs, grads):
             if not need or gx is None:
                 result.append(None)
                 continue
+            if not isinstance(gx, Tensor):
+                gx = _make(_backend.asarray(gx), False, None)
             # Broadcasting is undone here, once, for every op.
             data, target = gx.data, x.data
             if data.shape != target.shape:
-                gx = _sum_to(gx, shape=target.shape)
+                gx = apply(_OPS["sum_to"], (gx,), {"shape": target.shape})
             if data.dtype != target.dtype:
-                gx = _cast(gx, dtype=target.dtype)
+                gx = apply(_OPS["cast"], (gx,), {"dtype": target.dtype})
             result.append(gx)
         return tuple(result)
+
+    def vjp_arrays(self, node: Node, g: Any) -> tuple:
+        """The first-order rule at ``node`` on plain arrays (the engine's unrecorded path).
+
+        Uses the fast rule when the op has one, else the Tensor rule (run unrecorded).
+        Gradients for inputs that need none may come back as computed: the engine skips
+        them.
+        """
+        fast = self._fast
+        if fast is None:
+            return tuple([None if gx is None else gx.data
+                          for gx in self.vjp(node, _make(g, False, None))])
+        arrays = node.arrays
+        if self._fast_extras:
+            extras: dict[str, Any] = {}
+            for key in self._fast_extras:
+                extras[key] = (node.value if key == "out" else node.saved if key == "saved"
+                               else tuple([isinstance(x, Tensor) and x.requires_grad
+                                           for x in node.inputs]))
+            grads = fast(node.xp, g, *arrays, **extras, **node.params)
+        elif node.params:
+            grads = fast(node.xp, g, *arrays, **node.params)
+        else:
+            grads = fast(node.xp, g, *arrays)
+        if type(grads) is not tuple:
+            grads = (grads,)
+        if len(grads) != len(arrays):
+            self._check_count(grads, node.inputs)
+        if not (self.reshapes_grads and node.reshapes):
+            return grads
+        result: list[Any] = []
+        for x, gx in zip(node.inputs, grads):
+            if gx is not None and isinstance(x, Tensor):
+                target = x.data
+                if gx.shape != target.shape:
+                    gx = sum_to_shape(node.xp, gx, target.shape)
+                if gx.dtype != target.dtype:
+                    gx = gx.astype(target.dtype)
+            result.append(gx)
+        return tuple(result)
+
+    def _check_count(self, grads: tuple, inputs: tuple) -> None:
+        if len(grads) != len(inputs):
+            raise RuntimeError(f"the derivative rule of {self.name!r} returned {len(grads)} "
+                               f"gradient(s) for {len(inputs)} input(s)")
 
     def __repr__(self) -> str:
         return f"<op {self.name}>"
@@ -152,17 +356,35 @@ class OpDef:
 def apply(op: OpDef, inputs: tuple, params: dict) -> Tensor:
     """Run ``op`` forward on ``inputs`` and, when a gradient will be needed, record a Node."""
     arrays = []
-    needs_grad = False
+    needs_grad = versioned = False
+    dtype = None
+    uniform = True  # every array input has one floating dtype: no promotion to do
     for x in inputs:
         if isinstance(x, Tensor):
-            arrays.append(x.data)
+            data = x.data
+            arrays.append(data)
             if x.requires_grad:
                 needs_grad = True
-        elif x is None or isinstance(x, (_ndarray, *_SCALARS)):
+            if x._vc is not None:
+                versioned = True
+            if dtype is None:
+                dtype = data.dtype
+            elif data.dtype is not dtype:
+                uniform = False
+        elif x is None or type(x) in _SCALARS:
             arrays.append(x)
+        elif isinstance(x, _ndarray):
+            arrays.append(x)
+            uniform = False
+        elif isinstance(x, _backend.generic):
+            arrays.append(x.item())  # a NumPy scalar acts as a Python number, as in PyTorch
         else:
-            x = _backend.asarray(x)
-            arrays.append(x)
+            arrays.append(_backend.asarray(x))
+            uniform = False
+    if op.promote is not None and not (uniform and dtype is not None and dtype.kind == "f"):
+        arrays = op.promote(arrays)
+    xp = _backend.xp
+    token = _quiet()
     try:
         out = op.forward(xp, *arrays, **params)
     except ShapeError:
@@ -173,19 +395,39 @@ def apply(op: OpDef, inputs: tuple, params: dict) -> Tensor:
         if not message.startswith(f"{op.name}:"):
             message = f"{op.name}: {message}"
         raise kind(message) from None
+    finally:
+        _loud(token)
     saved = None
     if op.saves:
         out, saved = out
     if type(out) is not _ndarray:
         out = _backend.asarray(out)
-    if needs_grad and graph._grad_enabled and op.differentiable:
-        return _make(out, True, Node(op, tuple(inputs), params, out, saved))
-    return _make(out, False, None)
+    if needs_grad and op.differentiable and grad_enabled():
+        versions = None
+        if versioned and op.saves_inputs:
+            versions = tuple([x._version for x in inputs if isinstance(x, Tensor)])
+        node = Node(op, inputs, arrays, params, out, saved, versions, xp)
+        if op.reshapes_grads and uniform:
+            # Every tensor input has the output's shape and dtype: its gradient will too.
+            shape = out.shape
+            node.reshapes = any([type(a) is _ndarray and a.shape != shape for a in arrays])
+        result = _make(out, True, node)
+    else:
+        result = _make(out, False, None)
+    view = op.view
+    if view and (view is True or view(params)):
+        # A view shares its input's memory, so it shares the in-place version counter.
+        base = inputs[0]
+        result._vc = base._shared_version()
+        result._base = base if base._base is None else base._base
+    return result
 
 
 def op(name: str | None = None, *, method: bool = False, saves: bool = False,
-       differentiable: bool = True, variadic: bool = False,
-       varargs: str | None = None) -> Callable[[Callable], OpDef]:
+       differentiable: bool = True, variadic: bool = False, varargs: str | None = None,
+       promote: Callable[[list], list] | None = None,
+       view: bool | Callable[[dict], bool] = False,
+       saves_inputs: bool = True) -> Callable[[Callable], OpDef]:
     """Register a forward function as op ``name``; see the module docstring.
 
     Args:
@@ -196,28 +438,42 @@ def op(name: str | None = None, *, method: bool = False, saves: bool = False,
         variadic: the inputs come as one sequence (``cat(tensors, dim)``).
         varargs: the keyword parameter that collects extra positional arguments
             (``reshape(x, 2, 3)`` gives ``shape=(2, 3)``).
+        promote: how input dtypes are reconciled before the forward runs
+            (:func:`promote_elementwise`, :func:`promote_to_float`, ...; None: as given).
+        view: the output shares the first input's memory (reshape, transpose), so in-place
+            changes to one are seen by the other's version counter; or a predicate on the
+            op's arguments saying when it does (basic indexing does, fancy indexing copies).
+        saves_inputs: False when the rule reads only the inputs' shapes and dtypes, never
+            their values (add, reshape, sum): changing such an input in place afterwards
+            does not invalidate the gradient.
+
+    Example:
+        >>> import flowgrad as fg
+        >>> @fg.op()
+        ... def softclip(xp, x):
+        ...     return xp.tanh(x) * 2.0
+        >>> @softclip.rule
+        ... def _(g, x, out):
+        ...     return g * (1.0 - (out / 2.0) ** 2) * 2.0
+        >>> fg.gradcheck(softclip, [fg.randn(3)])
+        True
     """
 
     def register(forward: Callable) -> OpDef:
         op_name = name or forward.__name__
-        if op_name in OPS:
+        if op_name in _OPS:
             raise ValueError(f"op {op_name!r} is already registered")
         opdef = OpDef(op_name, forward, saves=saves, differentiable=differentiable,
-                      variadic=variadic, varargs=varargs)
-        OPS[op_name] = opdef
+                      variadic=variadic, varargs=varargs, promote=promote, view=view,
+                      saves_inputs=saves_inputs)
+        _OPS[op_name] = opdef
         if method:
+            if op_name in Tensor.__dict__:
+                raise ValueError(f"Tensor already has an attribute {op_name!r}")
             setattr(Tensor, op_name, _as_method(opdef))
         return opdef
 
     return register
-
-
-def _sum_to(g: Tensor, *, shape: tuple) -> Tensor:
-    return apply(OPS["sum_to"], (g,), {"shape": shape})
-
-
-def _cast(g: Tensor, *, dtype) -> Tensor:
-    return apply(OPS["cast"], (g,), {"dtype": dtype})
 
 
 def _as_method(opdef: OpDef) -> Callable:
@@ -229,3 +485,43 @@ def _as_method(opdef: OpDef) -> Callable:
     return method
 
 
+# Python operators, by the name of the op they call; "r" marks reflected operands.
+OPERATORS = {
+    "__add__": "add", "__radd__": "r add", "__sub__": "sub", "__rsub__": "r sub",
+    "__mul__": "mul", "__rmul__": "r mul", "__truediv__": "div", "__rtruediv__": "r div",
+    "__pow__": "pow", "__rpow__": "r pow", "__matmul__": "matmul", "__rmatmul__": "r matmul",
+    "__neg__": "neg", "__abs__": "abs",
+    "__lt__": "lt", "__le__": "le", "__gt__": "gt", "__ge__": "ge", "__eq__": "eq", "__ne__": "ne",
+}
+
+
+def bind_operators() -> None:
+    """Install the Python operators on Tensor, each calling its registered op."""
+    for dunder, spec in OPERATORS.items():
+        reflected, _, name = spec.rpartition(" ")
+        opdef = _OPS[name]
+        method = (_reflected(opdef) if reflected else
+                  _unary(opdef) if opdef.n_inputs == 1 else _binary(opdef))
+        method.__name__ = dunder
+        setattr(Tensor, dunder, method)
+
+
+def _unary(opdef: OpDef) -> Callable:
+    def method(self: Tensor) -> Tensor:
+        return apply(opdef, (self,), {})
+
+    return method
+
+
+def _binary(opdef: OpDef) -> Callable:
+    def method(self: Tensor, other: Any) -> Tensor:
+        return apply(opdef, (self, other), {})
+
+    return method
+
+
+def _reflected(opdef: OpDef) -> Callable:
+    def method(self: Tensor, other: Any) -> Tensor:
+        return apply(opdef, (other, self), {})
+
+    return method

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from flowgrad.ops.reduction import _extreme_rule, axes, keep_dims
+from flowgrad.creation import zeros
+from flowgrad.ops._dims import axes, keep_dims
+from flowgrad.ops.elementwise import maximum, minimum
+from flowgrad.ops.reduction import _extreme_rule
 from flowgrad.ops.registry import op
 from flowgrad.ops.shape import _along, index_add
+from flowgrad.tensor import Tensor
 
 
 class ValuesIndices(NamedTuple):
@@ -77,7 +81,6 @@ def _select_rule(g, x, out, dim, keepdim, indices, name):
         return _extreme_rule(g, x, out, None, False)
     if x.ndim == 0:
         return g
-    from flowgrad.creation import zeros
 
     d = _one_dim(dim, x.ndim, name)
     if indices is None:
@@ -113,8 +116,6 @@ def _(g, x, out, dim, keepdim, indices):
 
 
 def _public(opdef, arg, maximum_or_minimum, x, dim, keepdim):
-    from flowgrad.tensor import Tensor
-
     if dim is None:
         return opdef(x)
     if isinstance(dim, Tensor):  # torch.max(a, b) is the elementwise maximum
@@ -133,7 +134,6 @@ def max(input, dim=None, keepdim: bool = False):
         >>> fg.max(fg.tensor([[1.0, 5.0], [7.0, 2.0]]), dim=1).indices
         tensor([1, 0])
     """
-    from flowgrad.ops.elementwise import maximum
 
     return _public(_max, argmax, maximum, input, dim, keepdim)
 
@@ -141,6 +141,5 @@ def max(input, dim=None, keepdim: bool = False):
 def min(input, dim=None, keepdim: bool = False):
     """The smallest element of ``input``; with ``dim``, ``(values, indices)`` along ``dim``;
     with a tensor as second argument, the elementwise ``minimum`` (as ``torch.min``)."""
-    from flowgrad.ops.elementwise import minimum
 
     return _public(_min, argmin, minimum, input, dim, keepdim)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import string
+from typing import Any
+
 from flowgrad import _backend
+from flowgrad.creation import eye, ones, zeros
 from flowgrad.errors import ShapeError
-from flowgrad.ops.reduction import axes
+from flowgrad.ops._dims import axes, sum_to_shape
+from flowgrad.ops.elementwise import where
 from flowgrad.ops.registry import op
+from flowgrad.tensor import Tensor
 
 
-@op(method=True, varargs="shape")
+@op(method=True, varargs="shape", view=True, saves_inputs=False)
 def reshape(xp, x, *, shape):
     """The gradient is reshaped back to x's shape"""
     try:
@@ -23,7 +29,12 @@ def _(g, x, shape):
     return g.reshape(x.shape)
 
 
-@op(method=True)
+@reshape.fast
+def _(xp, g, x, shape):
+    return xp.reshape(g, x.shape)
+
+
+@op(method=True, view=True, saves_inputs=False)
 def transpose(xp, x, *, dim0, dim1):
     """The gradient is transposed back"""
     return xp.swapaxes(x, dim0, dim1)
@@ -34,7 +45,12 @@ def _(g, x, dim0, dim1):
     return transpose(g, dim0, dim1)
 
 
-@op(method=True, varargs="dims")
+@transpose.fast
+def _(xp, g, x, dim0, dim1):
+    return xp.swapaxes(g, dim0, dim1)
+
+
+@op(method=True, varargs="dims", view=True, saves_inputs=False)
 def permute(xp, x, *, dims):
     """The gradient is permuted by the inverse permutation"""
     if sorted(d % max(x.ndim, 1) for d in dims) != list(range(x.ndim)):
@@ -51,13 +67,17 @@ def _(g, x, dims):
     return permute(g, *inverse)
 
 
-def _is_basic(index) -> bool:
-    """Basic indexing (ints, slices, None, ...) never repeats an element."""
+def _is_basic(index: Any) -> bool:
+    """Basic indexing (ints, slices, None, ...): a view that never repeats an element."""
     parts = index if isinstance(index, tuple) else (index,)
     return all(p is None or p is Ellipsis or isinstance(p, (int, slice)) for p in parts)
 
 
-@op()
+def _basic_index(params: dict) -> bool:
+    return _is_basic(params["index"])
+
+
+@op(view=_basic_index, saves_inputs=False)
 def getitem(xp, x, *, index):
     """x[index]: the gradient is scattered back, accumulating on repeated indices"""
     return x[index]
@@ -65,12 +85,10 @@ def getitem(xp, x, *, index):
 
 @getitem.rule
 def _(g, x, index):
-    from flowgrad.creation import zeros
-
     return index_add(zeros(x.shape, dtype=g.dtype), g, index=index)
 
 
-@op()
+@op(saves_inputs=False)
 def index_add(xp, x, src, *, index):
     """x with src added at x[index], repeated indices accumulating (NumPy's add.at).
 
@@ -89,7 +107,7 @@ def _(g, x, src, index, needs):
     return g, (getitem(g, index=index) if needs[1] else None)
 
 
-@op(variadic=True)
+@op(variadic=True, saves_inputs=False)
 def cat(xp, *xs, dim=0):
     """The gradient is split back into the pieces along dim"""
     return xp.concatenate(xs, axis=dim)
@@ -106,7 +124,7 @@ def _(g, *xs, dim):
     return tuple(grads)
 
 
-@op(variadic=True)
+@op(variadic=True, saves_inputs=False)
 def stack(xp, *xs, dim=0):
     """The gradient is unstacked along dim"""
     return xp.stack(xs, axis=dim)
@@ -118,7 +136,7 @@ def _(g, *xs, dim):
     return tuple(g[(slice(None),) * d + (i,)] for i in range(len(xs)))
 
 
-@op(method=True)
+@op(method=True, view=True, saves_inputs=False)
 def squeeze(xp, x, *, dim=None):
     """Size-1 dims removed; the gradient is reshaped back"""
     if dim is None:
@@ -132,7 +150,7 @@ def _(g, x, dim):
     return g.reshape(x.shape)
 
 
-@op(method=True)
+@op(method=True, view=True, saves_inputs=False)
 def unsqueeze(xp, x, *, dim):
     """A size-1 dim inserted at dim; the gradient is reshaped back"""
     return xp.expand_dims(x, dim if dim >= 0 else dim + x.ndim + 1)
@@ -143,7 +161,7 @@ def _(g, x, dim):
     return g.reshape(x.shape)
 
 
-@op(method=True)
+@op(method=True, view=True, saves_inputs=False)
 def flatten(xp, x, *, start_dim=0, end_dim=-1):
     """Dims start_dim..end_dim merged into one; the gradient is reshaped back"""
     if x.ndim == 0:
@@ -159,15 +177,10 @@ def _(g, x, start_dim, end_dim):
     return g.reshape(x.shape)
 
 
-@op()
+@op(saves_inputs=False)
 def sum_to(xp, x, *, shape):
     """Sum over the axes that broadcasting added or stretched; the gradient broadcasts back"""
-    shape = tuple(shape)
-    lead = x.ndim - len(shape)
-    stretched = tuple(i + lead for i, n in enumerate(shape) if n == 1 and x.shape[i + lead] != 1)
-    out = xp.sum(x, axis=tuple(range(lead)) + stretched, keepdims=True) if lead or stretched \
-        else x
-    return out.reshape(shape)
+    return sum_to_shape(xp, x, shape)
 
 
 @sum_to.rule
@@ -175,7 +188,7 @@ def _(g, x, shape):
     return broadcast_to(g, shape=x.shape)
 
 
-@op()
+@op(view=True, saves_inputs=False)
 def broadcast_to(xp, x, *, shape):
     """x broadcast to shape (a read-only view); the gradient is summed back to x's shape"""
     return xp.broadcast_to(x, tuple(shape))
@@ -191,7 +204,6 @@ def _(g, x, shape):
 
 def _index_array(index, what: str):
     """An integer index (Tensor, array or nested list) as an int64 array, else TypeError."""
-    from flowgrad.tensor import Tensor
 
     arr = index.data if isinstance(index, Tensor) else _backend.asarray(index)
     if arr.dtype.kind not in "iu":
@@ -302,8 +314,6 @@ def gather(xp, x, *, dim, index):
 
 @gather.rule
 def _(g, x, dim, index):
-    from flowgrad.creation import zeros
-
     d = axes(dim, x.ndim)[0] if x.ndim else 0
     return index_add(zeros(x.shape, dtype=g.dtype), g,
                      index=_along(_index_array(index, "gather"), d))
@@ -326,8 +336,6 @@ def index_select(xp, x, *, dim, index):
 
 @index_select.rule
 def _(g, x, dim, index):
-    from flowgrad.creation import zeros
-
     d = axes(dim, x.ndim)[0]
     where = (slice(None),) * d + (_index_array(index, "index_select").reshape(-1),)
     return index_add(zeros(x.shape, dtype=g.dtype), g, index=where)
@@ -350,8 +358,6 @@ def masked_fill(xp, x, mask, value):
 
 @masked_fill.rule
 def _(g, x, mask, value, needs):
-    from flowgrad.ops.elementwise import where
-
     gx = where(mask, 0.0, g) if needs[0] else None
     gv = where(mask, g, 0.0) if needs[2] else None
     return gx, None, gv
@@ -420,7 +426,6 @@ def chunk(input, chunks: int, dim: int = 0) -> tuple:
 
 def _einsum_equation(equation: str, ndims: tuple[int, ...]) -> str:
     """``equation`` with every '...' spelled out in letters and the output made explicit."""
-    import string
 
     eq = equation.replace(" ", "")
     lhs, arrow, rhs = eq.partition("->")
@@ -448,7 +453,7 @@ def _einsum_equation(equation: str, ndims: tuple[int, ...]) -> str:
     if arrow:
         out = rhs.replace("...", ell)
     else:
-        counts = {}
+        counts: dict[str, int] = {}
         for c in "".join(out_terms):
             counts[c] = counts.get(c, 0) + 1
         out = ell + "".join(sorted(c for c, k in counts.items() if k == 1 and c not in ell))
@@ -470,15 +475,11 @@ def _einsum(xp, *operands, equation):
 
 @_einsum.rule
 def _(g, *operands, equation, needs):
-    import string
-
-    from flowgrad.creation import eye, ones
-
     eq = _einsum_equation(equation, tuple(o.ndim for o in operands))
     lhs, out = eq.split("->")
     terms = lhs.split(",")
     spare = [c for c in string.ascii_letters if c not in eq]
-    grads = []
+    grads: list[Tensor | None] = []
     for k, term in enumerate(terms):
         if not needs[k]:
             grads.append(None)
@@ -516,3 +517,31 @@ def einsum(equation: str, *operands):
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
     return _einsum(operands, equation=equation)
+
+
+@op(method=True, saves_inputs=False)
+def clone(xp, x):
+    """A copy with its own memory; the gradient passes through unchanged"""
+    return xp.asarray(x).copy()
+
+
+@clone.rule
+def _(g, x):
+    return g
+
+
+@op(saves_inputs=False)
+def index_put(xp, x, value, *, index):
+    """x with x[index] = value (what ``t[index] = value`` records).
+
+    d/dx = g with the overwritten places zeroed, d/dvalue = g[index] (summed to its shape)
+    """
+    out = x.copy()
+    out[index] = value
+    return out
+
+
+@index_put.rule
+def _(g, x, value, index, needs):
+    gx = index_put(g, 0.0, index=index) if needs[0] else None
+    return gx, (getitem(g, index=index) if needs[1] else None)

@@ -1,0 +1,245 @@
+"""Tensor methods that need the op library and the engine, installed on the class once.
+
+``tensor.py`` comes first in the import order, so what a Tensor *does* (operators from the
+table in :mod:`flowgrad.ops.registry`, ``backward``, indexing, conversions, in-place
+updates) is attached here, after the ops and the engine exist. ``Tensor``'s
+``TYPE_CHECKING`` block declares all of it for type checkers.
+
+In-place operations follow PyTorch. Where nothing is recorded (under ``no_grad``, or when
+no tensor involved requires grad) they write into the tensor's own memory, so views and
+optimizers holding it see the change. Where the graph records (a non-leaf, or an operand
+that requires grad), the update is recorded as the out-of-place op and the result written
+back; the tensor becomes the op's output. Either way the tensor's version counter moves,
+and a node that saved the old value for its derivative refuses to backpropagate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowgrad import _backend
+from flowgrad.engine import backward
+from flowgrad.graph import grad_enabled
+from flowgrad.ops import selection, shape
+from flowgrad.ops.elementwise import cast, where
+from flowgrad.ops.registry import OPS
+from flowgrad.ops.shape import getitem, index_put, reshape
+from flowgrad.tensor import Tensor
+
+_make = Tensor._make
+
+
+def _normalize_index(index: Any) -> Any:
+    """Tensors inside an index become arrays, so ``x[x > 0]`` and ``x[idx_tensor]`` work."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    if isinstance(index, list):
+        return _backend.asarray(index)
+    return index
+
+
+def _getitem(self: Tensor, index: Any) -> Tensor:
+    return getitem(self, index=_normalize_index(index))
+
+
+def _astype(self: Tensor, dtype: Any) -> Tensor:
+    """A copy with another dtype (differentiable between floating dtypes)."""
+    return cast(self, dtype=_backend.xp.dtype(dtype))
+
+
+def _to(self: Tensor, *args: Any, dtype: Any = None, device: Any = None) -> Tensor:
+    """This tensor in another dtype (itself when it already has it, as PyTorch); the
+    dtype may be given as a dtype or as a tensor that has it; ``"cpu"`` is accepted as the
+    device."""
+    for arg in args:
+        if isinstance(arg, str) or type(arg).__name__ == "device":
+            device = arg
+        elif isinstance(arg, Tensor):
+            dtype = arg.dtype
+        else:
+            dtype = arg
+    if device is not None and str(device) != "cpu":
+        raise RuntimeError(f"device {str(device)!r} is not available; only 'cpu' is")
+    if dtype is None or _backend.xp.dtype(dtype) == self.data.dtype:
+        return self
+    if not _backend.is_floating(dtype):
+        return cast(self.detach(), dtype=_backend.xp.dtype(dtype))  # no gradient to ints
+    return cast(self, dtype=_backend.xp.dtype(dtype))
+
+
+def _view(self: Tensor, *shape: Any) -> Tensor:
+    """The same memory with another shape (``reshape`` that never copies)."""
+    out = reshape(self, *shape)
+    if not _backend.xp.shares_memory(out.data, self.data) and self.data.size:
+        raise RuntimeError(f"view of shape {tuple(out.shape)} is not possible without a copy "
+                           f"for a tensor of shape {tuple(self.shape)} whose memory is not "
+                           f"contiguous; use .reshape(...) instead")
+    return out
+
+
+# ---------------------------------------------------------------- in-place updates
+
+
+def _records(self: Tensor, operands: tuple) -> bool:
+    if not grad_enabled():
+        return False
+    if self.requires_grad and self.grad_fn is None:
+        raise RuntimeError(
+            "a leaf tensor that requires grad is being used in an in-place operation; "
+            "update parameters inside `with fg.no_grad():` (e.g. `with fg.no_grad(): "
+            "w -= lr * w.grad`)")
+    return self.requires_grad or any(isinstance(a, Tensor) and a.requires_grad
+                                     for a in operands)
+
+
+def _write_back(self: Tensor, result: Tensor) -> Tensor:
+    """Store ``result``'s values in ``self``'s memory and make ``self`` its output."""
+    if result.dtype != self.dtype and not _backend.can_cast(result.dtype, self.dtype):
+        raise RuntimeError(f"result type {result.dtype} can't be cast to the desired output "
+                           f"type {self.dtype} of an in-place operation")
+    if self._base is not None and (self._base.requires_grad or result.requires_grad):
+        raise RuntimeError(
+            "in-place operation on a view of a tensor that is part of a recorded graph is "
+            "not supported; use an out-of-place operation (y = y + 1) or .clone() the view")
+    self.data[...] = result.data
+    node = result.grad_fn
+    if node is not None:
+        node.value = self.data  # the node's output is this tensor's memory from now on
+    self.grad_fn = node
+    self.requires_grad = result.requires_grad
+    return self
+
+
+def _mark_changed(self: Tensor) -> None:
+    """Bump the version counter and flag nodes whose saved output is this memory."""
+    self._shared_version().bump()
+    for t in (self, self._base):
+        if t is not None and t.grad_fn is not None and t.grad_fn.op.reads_out:
+            t.grad_fn.out_modified = True
+
+
+def _inplace(self: Tensor, opname: str, operands: tuple, params: dict) -> Tensor:
+    op = OPS[opname]
+    if _records(self, operands):
+        # The history before the change: a copy, since the memory is about to change.
+        before = _make(self.data.copy(), self.requires_grad, self.grad_fn)
+        if self.grad_fn is not None and self.grad_fn.value is self.data:
+            self.grad_fn.value = before.data
+        result = op(before, *operands, **params)
+        _write_back(self, result)
+        self._shared_version().bump()
+        return self
+    arrays = [a.data if isinstance(a, Tensor) else a for a in operands]
+    token = _backend.quiet()
+    try:
+        out = op.forward(_backend.xp, self.data, *arrays, **params)
+    finally:
+        _backend.loud(token)
+    if out.dtype != self.dtype and not _backend.can_cast(out.dtype, self.dtype):
+        raise RuntimeError(f"result type {out.dtype} can't be cast to the desired output "
+                           f"type {self.dtype} of an in-place operation")
+    self.data[...] = out
+    _mark_changed(self)
+    return self
+
+
+def _binary_inplace(opname: str) -> Any:
+    def method(self: Tensor, other: Any) -> Tensor:
+        return _inplace(self, opname, (other,), {})
+
+    method.__name__ = f"{opname}_"
+    method.__doc__ = f"In place: ``self = self.{opname}(other)``, keeping this tensor's memory."
+    return method
+
+
+def _clamp_(self: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
+    """In place: values clipped to ``[min, max]``."""
+    return _inplace(self, "clamp", (), {"min": min, "max": max})
+
+
+def _fill_from(self: Tensor, value: Any) -> Tensor:
+    if _records(self, (value,)):
+        keep = _backend.xp.zeros(self.shape, dtype=_backend.bool_)
+        before = _make(self.data.copy(), self.requires_grad, self.grad_fn)
+        result = where(keep, before, value)
+        _write_back(self, result if result.dtype == self.dtype else cast(result, dtype=self.dtype))
+        self._shared_version().bump()
+        return self
+    self.data[...] = value.data if isinstance(value, Tensor) else value
+    _mark_changed(self)
+    return self
+
+
+def _fill_(self: Tensor, value: Any) -> Tensor:
+    """In place: every element set to ``value``."""
+    return _fill_from(self, value)
+
+
+def _zero_(self: Tensor) -> Tensor:
+    """In place: every element set to 0."""
+    return _fill_from(self, 0)
+
+
+def _copy_(self: Tensor, src: Any) -> Tensor:
+    """In place: the values of ``src`` (broadcast to this shape, converted to this dtype)."""
+    shape = tuple(_backend.xp.shape(src.data if isinstance(src, Tensor) else src))
+    try:
+        fits = _backend.xp.broadcast_shapes(shape, self.shape) == tuple(self.shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise RuntimeError(f"copy_: source of shape {shape} cannot be broadcast to "
+                           f"shape {tuple(self.shape)}")
+    return _fill_from(self, src)
+
+
+def _setitem(self: Tensor, index: Any, value: Any) -> None:
+    index = _normalize_index(index)
+    if _records(self, (value,)):
+        before = _make(self.data.copy(), self.requires_grad, self.grad_fn)
+        if self.grad_fn is not None and self.grad_fn.value is self.data:
+            self.grad_fn.value = before.data
+        _write_back(self, index_put(before, value, index=index))
+        self._shared_version().bump()
+        return
+    self.data[index] = value.data if isinstance(value, Tensor) else value
+    _mark_changed(self)
+
+
+def bind() -> None:
+    """Install the methods above on Tensor (done once, when this module is imported)."""
+    methods = {
+        "backward": backward,
+        "__getitem__": _getitem,
+        "__setitem__": _setitem,
+        "astype": _astype,
+        "to": _to,
+        "float": lambda self: _to(self, _backend.float32),
+        "double": lambda self: _to(self, _backend.float64),
+        "long": lambda self: _to(self, _backend.int64),
+        "view": _view,
+        # Functions returning several tensors, or dispatching on their arguments.
+        "max": lambda self, dim=None, keepdim=False: selection.max(self, dim, keepdim),
+        "min": lambda self, dim=None, keepdim=False: selection.min(self, dim, keepdim),
+        "split": lambda self, split_size, dim=0: shape.split(self, split_size, dim),
+        "chunk": lambda self, chunks, dim=0: shape.chunk(self, chunks, dim),
+        "add_": _binary_inplace("add"),
+        "sub_": _binary_inplace("sub"),
+        "mul_": _binary_inplace("mul"),
+        "div_": _binary_inplace("div"),
+        "clamp_": _clamp_,
+        "zero_": _zero_,
+        "fill_": _fill_,
+        "copy_": _copy_,
+    }
+    methods["__iadd__"] = methods["add_"]
+    methods["__isub__"] = methods["sub_"]
+    methods["__imul__"] = methods["mul_"]
+    methods["__itruediv__"] = methods["div_"]
+    for name, fn in methods.items():
+        setattr(Tensor, name, fn)
+
+
+bind()
