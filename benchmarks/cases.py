@@ -59,6 +59,7 @@ class Settings:
     hessian_timing: TimingPlan = TimingPlan(warmup=1, repeats=7, min_time=0.1, settle=0.05)
     op_timing: TimingPlan = TimingPlan(warmup=3, repeats=11, min_time=0.08, settle=0.02)
     batches: tuple[int, ...] = (32, 128, 512)
+    conv_batches: tuple[int, ...] = (32, 128)
     pool_batches: int = 8
     mem_steps: int = 20
     rss: bool = True
@@ -93,6 +94,7 @@ PROFILES: dict[str, Settings] = {
         hessian_timing=TimingPlan(warmup=0, repeats=1, min_time=0.0, max_number=1),
         op_timing=TimingPlan(warmup=1, repeats=2, min_time=0.0, max_number=1),
         batches=(16,),
+        conv_batches=(4,),
         pool_batches=2,
         mem_steps=2,
         rss=False,
@@ -888,4 +890,4 @@ def import_time(ctx: Context) -> CaseResult:
 
 
 # Cases in their own modules register on import (after the ones above, in this order).
-from benchmarks import ddp_mlp  # noqa: E402, F401
+from benchmarks import conv_train, ddp_mlp  # noqa: E402, F401

@@ -104,3 +104,29 @@ def small_net_loss(x: np.ndarray, t: np.ndarray) -> Callable[[fg.Tensor], fg.Ten
         return (r * r).mean()
 
     return f
+
+
+def make_cnn_trainer(params: dict[str, np.ndarray], lr: float) -> Callable:
+    """``step(x, y) -> loss`` for the CNN of ``flowgrad train --model cnn`` on (N, 1, 28, 28)
+    images: ``nn.Conv2d``, ``nn.MaxPool2d``, ``nn.Linear``, ``CrossEntropyLoss``, ``SGD``."""
+    import flowgrad.nn as nn
+    import flowgrad.optim as optim
+
+    model = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 7 * 7, 10))
+    for p, key in zip(model.parameters(), ("c1w", "c1b", "c2w", "c2b", "fw", "fb")):
+        p.data = params[key].copy()
+    loss_fn = nn.CrossEntropyLoss()
+    opt = optim.SGD(model.parameters(), lr=lr)
+
+    def step(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    step.params = tuple(model.parameters())  # type: ignore[attr-defined]
+    return step

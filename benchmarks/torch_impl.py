@@ -100,3 +100,27 @@ def small_net_loss(torch: Any, x: Any, t: Any) -> Callable[[Any], Any]:
         return (r * r).mean()
 
     return f
+
+
+def make_cnn_trainer(torch: Any, params: dict[str, np.ndarray], lr: float) -> Callable:
+    """``step(x, y) -> loss`` for the same CNN in PyTorch (eager, oneDNN convolutions)."""
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 7 * 7, 10))
+    with torch.no_grad():
+        for p, key in zip(model.parameters(), ("c1w", "c1b", "c2w", "c2b", "fw", "fb")):
+            p.copy_(torch.from_numpy(params[key]))
+    loss_fn = nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+
+    def step(x: Any, y: Any) -> Any:
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    step.params = tuple(model.parameters())  # type: ignore[attr-defined]
+    return step

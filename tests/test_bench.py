@@ -122,6 +122,33 @@ def test_ddp_mlp_reports_each_process_count(smoke_report):
     assert [c.ok for c in ddp.checks] == [True]
 
 
+def test_conv_train_reports_speed_memory_and_the_floor_agrees(smoke_report):
+    conv = next(c for c in smoke_report.cases if c.name == "conv_train")
+    speed, memory = conv.tables
+    assert [row[0] for row in speed.rows] == ["4"]
+    assert speed.rows[0][2] == "not installed"
+    assert conv.data["4"]["im2col_bytes"] == floor.cnn_im2col_bytes(4) == 4 * 4 * (
+        9 * 784 + 16 * 9 * 196)
+    assert conv.data["4"]["traced"]["flowgrad"]["peak"] > 0
+    cross = [c for c in conv.checks if "losses over 3 SGD steps" in c.target]
+    assert [c.ok for c in cross] == [True]  # flowgrad computes the floor's numbers
+
+
+def test_cnn_floor_step_equals_flowgrad_autodiff():
+    from benchmarks import fg_impl
+
+    rng = np.random.default_rng(5)
+    params = floor.init_cnn_params(rng)
+    xs, ys = floor.synthetic_images(rng, 3, 2)
+    ours = floor.make_cnn_trainer(params, 0.1)
+    theirs = fg_impl.make_cnn_trainer(params, 0.1)
+    for x, y in zip(xs, ys):
+        np.testing.assert_allclose(float(ours(x, y)), theirs(fg.tensor(x), fg.tensor(y)).item(),
+                                   rtol=1e-5)
+    for key, p in zip(("c1w", "c1b", "c2w", "c2b", "fw", "fb"), theirs.params):
+        np.testing.assert_allclose(ours.params[key], p.numpy(), rtol=1e-4, atol=1e-6)
+
+
 def test_train_digits_smoke():
     report = run_benchmarks(["train_digits"], profile="smoke", use_torch=False)
     case = report.cases[0]
