@@ -9,6 +9,12 @@ a strided view) and one BLAS product per convolution.
 
 Memory: the peak (tracemalloc) of a training step, against the bytes of the im2col matrices
 the step needs (both convolutions' columns, float32), the issue's yardstick (at most 2x).
+
+Before timing, the case lets glibc keep freed memory mapped
+(``flowgrad._allocator.retain_freed_memory``), for every competitor in the process:
+otherwise
+each NumPy step faults its ~30 MB of fresh arrays in again (about 7,000 page faults, a
+third of the floor's step time), which PyTorch's allocator avoids.
 """
 
 from __future__ import annotations
@@ -56,7 +62,10 @@ def _sides(ctx: Context) -> dict[str, tuple]:
 
 @case
 def conv_train(ctx: Context) -> CaseResult:
+    from flowgrad import _allocator
+
     s = ctx.settings
+    tuned = _allocator.retain_freed_memory()
     res = CaseResult(
         "conv_train",
         "Conv 1->16 3x3 - ReLU - MaxPool 2 - Conv 16->32 3x3 - ReLU - MaxPool 2 - Linear "
@@ -158,5 +167,7 @@ def conv_train(ctx: Context) -> CaseResult:
         f"timing: median of {s.timing.repeats} blocks per side, sides alternating; ratios are "
         "the median over rounds of the ratio within a round, "
         f"{s.pool_batches} distinct batches cycled")
+    res.notes.append("malloc keeps freed memory for reuse (retain_freed_memory): "
+                     + ("on, for all competitors" if tuned else "not available here (not glibc)"))
     res.data = data
     return res

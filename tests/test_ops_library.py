@@ -278,3 +278,12 @@ def test_ties_masks_and_zeros_against_pytorch():
         out.sum().backward()
         tout.sum().backward()
         np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12, atol=0)
+
+
+def test_retain_freed_memory_is_idempotent_and_harmless():
+    from flowgrad import _allocator
+
+    first = _allocator.retain_freed_memory()
+    assert isinstance(first, bool) and _allocator.retain_freed_memory() == first
+    a = fg.ones(1000, 1000)  # allocation and freeing still work as before
+    assert float(fg.sum(a)) == 1e6

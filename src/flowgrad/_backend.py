@@ -162,3 +162,4 @@ def sliding_windows(x, window_shape: tuple[int, ...], axis: tuple[int, ...]):
     """A read-only view of every window of ``window_shape`` over ``axis`` of ``x``, the window
     dims appended last (NumPy's ``sliding_window_view``): im2col without copying."""
     return np.lib.stride_tricks.sliding_window_view(x, window_shape, axis=axis)
+

@@ -84,16 +84,35 @@ def _window_geometry(name: str, spatial: tuple[int, int], kernel, stride, paddin
     return _Geometry(tuple(kernel), tuple(stride), tuple(dilation), tuple(pads), tuple(outs))
 
 
-def _zeros_like_layout(xp, x, shape: tuple, value: float = 0.0):
-    """A new (N, C, H, W) array of ``shape`` laid out in memory as ``x`` is.
+def _zeros_like_layout(xp, x, shape: tuple, value: float | None = 0.0, dtype=None):
+    """A new (N, C, H, W) array of ``shape`` laid out in memory as ``x`` is, filled with
+    ``value`` (left uninitialised for None).
 
     Convolutions produce channels-first memory (C, N, H, W) seen as (N, C, H, W); keeping
     that layout through pooling and its gradients keeps every elementwise pass sequential.
     """
-    if x.ndim == 4 and not x.flags.c_contiguous and x.transpose(1, 0, 2, 3).flags.c_contiguous:
-        return xp.full((shape[1], shape[0]) + tuple(shape[2:]), value,
-                       dtype=x.dtype).transpose(1, 0, 2, 3)
-    return xp.full(shape, value, dtype=x.dtype)
+    dtype = x.dtype if dtype is None else dtype
+    channels_first = x.ndim == 4 and not x.flags.c_contiguous and \
+        x.transpose(1, 0, 2, 3).flags.c_contiguous
+    dims = (shape[1], shape[0]) + tuple(shape[2:]) if channels_first else tuple(shape)
+    out = xp.empty(dims, dtype=dtype) if value is None else xp.full(dims, value, dtype=dtype)
+    return out.transpose(1, 0, 2, 3) if channels_first else out
+
+
+def _channels_first(x) -> bool:
+    """Whether an (N, C, H, W) array is laid out in memory as (C, N, H, W)."""
+    return (x.ndim == 4 and not x.flags.c_contiguous
+            and x.transpose(1, 0, 2, 3).flags.c_contiguous)
+
+
+def _layout_of(xp, a, ref):
+    """``a`` in ``ref``'s memory layout (a copy only when they differ): elementwise passes
+    over two arrays laid out differently walk one of them out of order."""
+    if a.ndim == 4 and _channels_first(ref) != _channels_first(a) and a.size > 1:
+        if _channels_first(ref):
+            return xp.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+        return xp.ascontiguousarray(a)
+    return a
 
 
 def _pad(xp, x, padding: tuple[int, int, int, int], value: float = 0.0):
@@ -167,6 +186,12 @@ def _(g, x, kernel_size, stride, padding, dilation):
                   padding=padding, dilation=dilation)
 
 
+@im2col.fast
+def _(xp, g, x, kernel_size, stride, padding, dilation):
+    geo = _geometry_of(x.shape, kernel_size, stride, padding, dilation)
+    return _col2im(xp, g, tuple(x.shape), geo)
+
+
 @op()
 def col2im(xp, col, *, input_shape, kernel_size, stride, padding, dilation):
     """Columns (C·kh·kw, N·OH·OW) summed back into an (N, C, H, W) image; its derivative is
@@ -179,6 +204,11 @@ def col2im(xp, col, *, input_shape, kernel_size, stride, padding, dilation):
 def _(g, col, input_shape, kernel_size, stride, padding, dilation):
     return im2col(g, kernel_size=kernel_size, stride=stride, padding=padding,
                   dilation=dilation)
+
+
+@col2im.fast
+def _(xp, g, col, input_shape, kernel_size, stride, padding, dilation):
+    return _im2col(xp, g, _geometry_of(input_shape, kernel_size, stride, padding, dilation))
 
 
 # ---------------------------------------------------------------- convolution
@@ -303,6 +333,35 @@ def _(g, x, weight, bias, needs, stride, padding, dilation, groups):
     return _conv2d_rule(g, x, weight, needs, stride, padding, dilation, groups, "conv2d")
 
 
+def _conv2d_arrays(xp, g, x, weight, col, needs, stride, padding, dilation, groups, name):
+    """The first-order gradients of conv2d on arrays, from the forward's saved columns."""
+    geo = _conv_geometry(name, x.shape, weight.shape, stride, padding, dilation, groups)
+    out_channels = weight.shape[0]
+    # (O, N·OH·OW) per group; a copy only if g is not laid out channels first already.
+    gm = g.transpose(1, 0, 2, 3).reshape(groups, out_channels // groups, -1)
+    gx = gw = gb = None
+    if needs[1]:
+        # Before dcol exists: the two largest arrays of the step are not alive together.
+        gw = xp.matmul(gm, col.reshape(groups, -1, col.shape[1]).transpose(0, 2, 1))
+        gw = gw.reshape(weight.shape)
+    if needs[2]:
+        gb = gm.sum(axis=2).reshape(-1)
+    if needs[0]:
+        w = weight.reshape(groups, out_channels // groups, -1)
+        dcol = xp.matmul(w.transpose(0, 2, 1), gm).reshape(-1, gm.shape[-1])
+        gx = _col2im(xp, dcol, tuple(x.shape), geo)
+    return gx, gw, gb
+
+
+@conv2d.fast
+def _(xp, g, x, weight, bias, saved, needs, stride, padding, dilation, groups):
+    batched = x.ndim == 4
+    gx, gw, gb = _conv2d_arrays(xp, g if batched else g[None], x if batched else x[None],
+                                weight, saved, needs, stride, padding, dilation, groups,
+                                "conv2d")
+    return (gx if batched or gx is None else gx[0]), gw, gb
+
+
 def _conv1d_args(stride, padding, dilation):
     """conv1d's arguments as conv2d's over a height of 1."""
     stride = (1, *_ints(stride, 1, "conv1d", "stride", 1))
@@ -339,6 +398,18 @@ def _(g, x, weight, bias, needs, stride, padding, dilation, groups):
     if gx is not None:
         gx = gx.reshape(x.shape)
     return gx, (gw.squeeze(-2) if gw is not None else None), gb
+
+
+@conv1d.fast
+def _(xp, g, x, weight, bias, saved, needs, stride, padding, dilation, groups):
+    stride, padding, dilation = _conv1d_args(stride, padding, dilation)
+    g4, x4 = g[..., None, :], x[..., None, :]
+    if x.ndim == 2:
+        g4, x4 = g4[None], x4[None]
+    gx, gw, gb = _conv2d_arrays(xp, g4, x4, weight[:, :, None, :], saved, needs, stride,
+                                padding, dilation, groups, "conv1d")
+    return (None if gx is None else gx.reshape(x.shape),
+            None if gw is None else gw.reshape(weight.shape), gb)
 
 
 # ---------------------------------------------------------------- pooling
@@ -401,6 +472,12 @@ def _(g, x, out, kernel_size, stride, padding, dilation, ceil_mode):
                                ceil_mode=ceil_mode)
 
 
+@max_pool2d.fast
+def _(xp, g, x, out, kernel_size, stride, padding, dilation, ceil_mode):
+    return max_pool2d_backward.forward(xp, g, x, out, kernel_size=kernel_size, stride=stride,
+                                       padding=padding, dilation=dilation, ceil_mode=ceil_mode)
+
+
 def _max_pool_setup(xp, x, out, kernel_size, stride, padding, dilation, ceil_mode):
     x4, batched = _batched(x, 4, "max_pool2d")
     out4 = out if batched else out[None]
@@ -421,9 +498,13 @@ def max_pool2d_backward(xp, g, x, pooled, *, kernel_size, stride=None, padding=0
     geo = _pool_geometry("max_pool2d", x4.shape, kernel_size, stride, padding, dilation,
                          ceil_mode)
     padded = _pad(xp, x4, geo.padding, _lowest(xp, x.dtype))
-    gx = _zeros_like_layout(xp, padded, padded.shape).astype(g.dtype, copy=False)
-    kh, kw = geo.kernel
+    out4, g4 = _layout_of(xp, out4, padded), _layout_of(xp, g4, padded)
     add = _overlapping(geo)
+    # Windows that tile the padded input exactly write every element: no zeroing first.
+    tiled = not add and all(o * s == n for o, s, n in zip(geo.out, geo.stride,
+                                                          padded.shape[2:]))
+    gx = _zeros_like_layout(xp, padded, padded.shape, None if tiled else 0.0, g.dtype)
+    kh, kw = geo.kernel
     taken = None  # windows whose maximum has been found (the first one gets the gradient)
     for p in range(kh * kw):
         where = (slice(None), slice(None)) + _offset(geo, *divmod(p, kw))
@@ -529,6 +610,14 @@ def _(g, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_
                                divisor_override=divisor_override)
 
 
+@avg_pool2d.fast
+def _(xp, g, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    return avg_pool2d_backward.forward(xp, g, input_shape=tuple(x.shape),
+                                       kernel_size=kernel_size, stride=stride, padding=padding,
+                                       ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                                       divisor_override=divisor_override)
+
+
 @op()
 def avg_pool2d_backward(xp, g, *, input_shape, kernel_size, stride=None, padding=0,
                         ceil_mode=False, count_include_pad=True, divisor_override=None):
@@ -598,3 +687,11 @@ def _(g, x, output_size):
     ph = Tensor._make(_adaptive_matrix(xp, x.shape[-2], oh, g.dtype), False, None)
     pw = Tensor._make(_adaptive_matrix(xp, x.shape[-1], ow, g.dtype), False, None)
     return ph.mT @ g @ pw
+
+
+@adaptive_avg_pool2d.fast
+def _(xp, g, x, output_size):
+    oh, ow = _adaptive_size(x.shape, output_size)
+    ph = _adaptive_matrix(xp, x.shape[-2], oh, g.dtype)
+    pw = _adaptive_matrix(xp, x.shape[-1], ow, g.dtype)
+    return xp.matmul(xp.matmul(ph.T, g), pw)

@@ -182,3 +182,13 @@ def _(g, input, weight, padding_idx, needs):
     if padding_idx is not None:
         g = where((index == padding_idx)[..., None], 0.0, g)
     return None, index_add(zeros(weight.shape, dtype=g.dtype), g, index=index)
+
+
+@embedding.fast
+def _(xp, g, input, weight, padding_idx):
+    index = xp.asarray(input)
+    if padding_idx is not None:
+        g = xp.where((index == padding_idx)[..., None], 0, g)
+    gw = xp.zeros(weight.shape, dtype=g.dtype)
+    _backend.scatter_add(gw, index, g)  # repeated indices accumulate
+    return None, gw

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 import flowgrad as fg
-from flowgrad import _atomic
+from flowgrad import _allocator, _atomic
 from flowgrad.nn.parallel import DistributedDataParallel
 from flowgrad.training.config import TrainConfig
 from flowgrad.training.datasets import load_dataset
@@ -137,6 +137,8 @@ def train(config: TrainConfig, progress: bool = True,
 
     started = time.perf_counter()
     config = dataclasses.replace(config)  # validates; the caller's copy stays untouched
+    # Every step allocates the same arrays again; keep their memory mapped between steps.
+    _allocator.retain_freed_memory()
     replicas = Replicas()
     if not replicas.is_main:
         log, progress = None, False
