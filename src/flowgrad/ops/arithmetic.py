@@ -66,20 +66,25 @@ def div(xp, x, y):
 @div.rule
 def _(g, x, y, needs):
     gx = g / y if needs[0] else None
-    gy = -g * x / (y * y) if needs[1] else None
+    # (x/y)/y, as PyTorch: y·y overflows for |y| > 1e154 where the quotients do not.
+    gy = -g * ((x / y) / y) if needs[1] else None
     return gx, gy
 
 
 @div.fast
 def _(xp, g, x, y, needs):
     gx = g / y if needs[0] else None
-    gy = -g * x / (y * y) if needs[1] else None
+    gy = -g * ((x / y) / y) if needs[1] else None
     return gx, gy
 
 
 @op(method=True, promote=promote_elementwise)
 def pow(xp, x, y):
-    """d(xʸ)/dx = y·xʸ⁻¹, d(xʸ)/dy = xʸ·log(x) (taken as 0 where x = 0)"""
+    """d(xʸ)/dx = y·xʸ⁻¹, d(xʸ)/dy = xʸ·log(x) (taken as 0 where x = 0 and y >= 0)"""
+    if type(y) is float and y == -0.5:
+        # PyTorch computes x ** -0.5 as rsqrt (so -0.0 gives -inf), as NumPy does x ** 0.5
+        # as sqrt; the derivative of x ** 0.5 goes through here.
+        return 1.0 / xp.sqrt(x)
     return xp.power(x, y)
 
 
@@ -94,9 +99,10 @@ def _(g, x, y, out, needs):
             gx = g * 0.0 if y == 0 else g * y * x ** (y - 1)
     gy = None
     if needs[1]:
-        # xʸ·log(x) is 0·(-inf) at x = 0; PyTorch takes the limit 0 there.
-        safe = where(x == 0, 1.0, x)
-        gy = g * where(x == 0, 0.0, out * log(safe))
+        # xʸ·log(x) is 0·(-inf) at x = 0 and y >= 0; PyTorch takes the limit 0 there (and
+        # keeps ±inf for y < 0). The masked log sees 1, so no NaN reaches order 2.
+        zero = (y >= 0) * (x == 0)  # y is a Tensor here; x may be a constant
+        gy = g * where(zero, 0.0, out * log(where(zero, 1.0, x)))
     return gx, gy
 
 

@@ -439,13 +439,31 @@ def _lowest(xp, dtype):
     return -math.inf
 
 
+def _inside(xp, padded_shape: tuple, geo: _Geometry):
+    """(H, W) mask of the padded plane's real positions; None without padding.
+
+    The padding holds -inf, which ties with a window of -inf inputs: as in PyTorch, such a
+    window picks its first real element, never the padding.
+    """
+    top, bottom, left, right = geo.padding
+    if not any(geo.padding):
+        return None
+    inside = xp.zeros(padded_shape[-2:], dtype=bool)
+    inside[top:padded_shape[-2] - bottom, left:padded_shape[-1] - right] = True
+    return inside
+
+
 def _window_argmax(xp, padded, out, geo: _Geometry):
     """For each window, the kernel offset (row-major) of its first maximum."""
     kh, kw = geo.kernel
     index = xp.zeros(out.shape, dtype="int64")
+    inside = _inside(xp, padded.shape, geo)
     for p in range(kh * kw - 1, -1, -1):  # backwards, so that the first maximum wins
         rows, cols = _offset(geo, *divmod(p, kw))
-        index = xp.where(padded[:, :, rows, cols] == out, p, index)
+        hit = padded[:, :, rows, cols] == out
+        if inside is not None:
+            hit &= inside[rows, cols]
+        index = xp.where(hit, p, index)
     return index
 
 
@@ -505,10 +523,13 @@ def max_pool2d_backward(xp, g, x, pooled, *, kernel_size, stride=None, padding=0
                                                           padded.shape[2:]))
     gx = _zeros_like_layout(xp, padded, padded.shape, None if tiled else 0.0, g.dtype)
     kh, kw = geo.kernel
+    inside = _inside(xp, padded.shape, geo)
     taken = None  # windows whose maximum has been found (the first one gets the gradient)
     for p in range(kh * kw):
         where = (slice(None), slice(None)) + _offset(geo, *divmod(p, kw))
         hit = padded[where] == out4
+        if inside is not None:
+            hit &= inside[where[2:]]
         if taken is not None:
             hit &= ~taken
         if p < kh * kw - 1:

@@ -293,7 +293,9 @@ def softplus(xp, x, *, beta=1.0, threshold=20.0):
 @softplus.rule
 def _(g, x, beta, threshold):
     z = x * beta
-    return where(z > threshold, g, g * sigmoid(z))
+    # PyTorch's second derivative is beta·σ'(z) only where z < threshold (0 at z ==
+    # threshold, where the first is still σ(z)): σ of the constant there gives the same.
+    return where(z > threshold, g, g * sigmoid(where(z < threshold, z, float(threshold))))
 
 
 @op(method=True)
@@ -349,8 +351,9 @@ def elu(xp, x, *, alpha=1.0):
 
 @elu.rule
 def _(g, x, alpha):
-    # alpha·exp(x) is out + alpha on the negative side; from x, so it differentiates again.
-    return where(x > 0, g, g * exp(minimum(x, 0.0)) * alpha)
+    # alpha·exp(x) on the negative side, from x so that it differentiates again; at x = 0
+    # exp of the constant 0, so the second derivative there is 0, as PyTorch's.
+    return where(x > 0, g, g * exp(where(x < 0, x, 0.0)) * alpha)
 
 
 @op(method=True)

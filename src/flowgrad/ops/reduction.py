@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 from flowgrad import _backend
+from flowgrad.creation import ones
 from flowgrad.ops._dims import axes, keep_dims
 from flowgrad.ops.elementwise import abs, exp, sign, where
 from flowgrad.ops.registry import op, promote_to_float
-from flowgrad.ops.shape import broadcast_to, flip
+from flowgrad.ops.shape import broadcast_to, flip, stack
 
 __all__ = ["sum", "mean", "amax", "amin", "logsumexp", "softmax", "log_softmax", "axes",
            "keep_dims"]
@@ -136,25 +137,77 @@ def prod(xp, x, *, dim=None, keepdim=False):
     return xp.prod(x, axis=axes(dim, x.ndim), keepdims=keepdim)
 
 
+# The gradient is the product of the other elements. As PyTorch decides: without a zero
+# anywhere in x it is prod / x_i; with one, the exclusive products from the left times those
+# from the right (right at zeros, and past order 1 too, where prod / x_i cannot be).
+
+
 @prod.rule
-def _(g, x, dim, keepdim):
-    # The product of the others is prod/x_i, except at zeros: with one zero in the slice,
-    # only that element gets the product of the non-zeros; with two or more, all get 0.
-    zero = x == 0
-    nonzero = where(zero, 1.0, x)
-    rest = prod(nonzero, dim=dim, keepdim=True)
-    zeros = zero.sum(dim=axes(dim, x.ndim), keepdim=True)
-    share = where(zeros == 0, rest / nonzero, where((zeros == 1) * zero, rest, 0.0))
-    return keep_dims(g, x.shape, dim, keepdim) * share
+def _(g, x, out, dim, keepdim):
+    g = keep_dims(g, x.shape, dim, keepdim)
+    if not (x.data == 0).any():
+        return g * (keep_dims(out, x.shape, dim, keepdim) / x)
+    if x.ndim == 0:
+        return g
+    # Built from multiplications (n of them along the reduced axes, as PyTorch's double
+    # backward does) so that it differentiates again.
+    ax = axes(dim, x.ndim)
+    order = [a for a in range(x.ndim) if a not in ax] + list(ax)
+    moved = x.permute(*order)
+    flat = moved.reshape(*moved.shape[:x.ndim - len(ax)], -1)
+    n = flat.shape[-1]
+    columns = [flat[..., k] for k in range(n)]
+    left: list = [None] * n
+    right: list = [None] * n
+    for k in range(1, n):
+        left[k] = columns[k - 1] if left[k - 1] is None else left[k - 1] * columns[k - 1]
+        j = n - 1 - k
+        right[j] = columns[j + 1] if right[j + 1] is None else right[j + 1] * columns[j + 1]
+    one = ones(flat.shape[:-1], dtype=x.dtype)
+    parts = [one if a is None and b is None else a if b is None else b if a is None else a * b
+             for a, b in zip(left, right)]
+    share = stack(parts, dim=-1).reshape(moved.shape)
+    inverse = [order.index(a) for a in range(x.ndim)]
+    return g * share.permute(*inverse)
+
+
+@prod.fast
+def _(xp, g, x, out, dim, keepdim):
+    g = keep_dims(g, x.shape, dim, keepdim)
+    if not (x == 0).any():
+        return g * (keep_dims(out, x.shape, dim, keepdim) / x)
+    if x.ndim == 0:
+        return g
+    ax = axes(dim, x.ndim)
+    order = [a for a in range(x.ndim) if a not in ax] + list(ax)
+    moved = xp.transpose(x, order)
+    flat = xp.reshape(moved, moved.shape[:x.ndim - len(ax)] + (-1,))
+    one = xp.ones(flat.shape[:-1] + (1,), dtype=x.dtype)
+    left = xp.concatenate([one, xp.cumprod(flat[..., :-1], axis=-1)], axis=-1)
+    right = xp.concatenate([xp.cumprod(flat[..., :0:-1], axis=-1)[..., ::-1], one], axis=-1)
+    share = xp.reshape(left * right, moved.shape)
+    return g * xp.transpose(share, [order.index(a) for a in range(x.ndim)])
+
+
+def _var(xp, x, dim, correction, keepdim):
+    ax = axes(dim, x.ndim)
+    n = _count(x.shape, dim)
+    if n - correction > 0:
+        return xp.var(x, axis=ax, ddof=correction, keepdims=keepdim)
+    # N - correction <= 0: PyTorch's Σ(x - mean)² / 0, inf or nan (NumPy would warn).
+    if n == 0:
+        shape = tuple(1 if a in ax else s for a, s in enumerate(x.shape) if keepdim or a not in ax)
+        return xp.full(shape, math.nan, dtype=_backend.default_float if x.dtype.kind != "f"
+                       else x.dtype)
+    centred = x - xp.mean(x, axis=ax, keepdims=True)
+    total = xp.sum(centred * centred, axis=ax, keepdims=keepdim)
+    return total / xp.zeros((), dtype=total.dtype)
 
 
 @op(method=True)
 def var(xp, x, *, dim=None, correction=1, keepdim=False):
     """Σ(x - mean)² / (N - correction); d var/dx = 2(x - mean)/(N - correction)"""
-    ax = axes(dim, x.ndim)
-    with xp.errstate(divide="ignore", invalid="ignore"):
-        # N - correction <= 0 gives inf or nan, as in PyTorch (which warns).
-        return xp.var(x, axis=ax, ddof=correction, keepdims=keepdim)
+    return _var(xp, x, dim, correction, keepdim)
 
 
 @var.rule
@@ -167,9 +220,7 @@ def _(g, x, dim, correction, keepdim):
 @op(method=True)
 def std(xp, x, *, dim=None, correction=1, keepdim=False):
     """sqrt(var(x)); d std/dx = (x - mean)/((N - correction)·std), 0 where std = 0 (PyTorch)"""
-    ax = axes(dim, x.ndim)
-    with xp.errstate(divide="ignore", invalid="ignore"):
-        return xp.std(x, axis=ax, ddof=correction, keepdims=keepdim)
+    return xp.sqrt(_var(xp, x, dim, correction, keepdim))
 
 
 @std.rule
@@ -227,7 +278,11 @@ def _(g, x, out, p, dim, keepdim):
     safe = where(flat, 1.0, out)
     if p == 2.0:
         return where(flat, 0.0, g / safe) * x
-    return where(flat, 0.0, g / safe ** (p - 1.0)) * sign(x) * abs(x) ** (p - 1.0)
+    scaled = sign(x) * abs(x) ** (p - 1.0)
+    if p < 1.0:  # |x|^(p-1) is inf at x = 0, where PyTorch takes 0
+        zero = x == 0
+        scaled = where(zero, 0.0, sign(x) * abs(where(zero, 1.0, x)) ** (p - 1.0))
+    return where(flat, 0.0, g / safe ** (p - 1.0)) * scaled
 
 
 @op(method=True)
