@@ -289,7 +289,8 @@ def _conv2d_forward(xp, x, weight, bias, stride, padding, dilation, groups, name
         out += bias.reshape(-1, 1)
     # (O, N, OH, OW) in memory, seen as (N, O, OH, OW): the next layer wants channels first.
     out = out.reshape((out_channels, x.shape[0]) + geo.out).transpose(1, 0, 2, 3)
-    return (out if batched else out[0]), col
+    # Saved in a list that the first-order rule empties: see _conv2d_arrays.
+    return (out if batched else out[0]), [col]
 
 
 def _conv2d_rule(g, x, weight, needs, stride, padding, dilation, groups, name):
@@ -333,24 +334,52 @@ def _(g, x, weight, bias, needs, stride, padding, dilation, groups):
     return _conv2d_rule(g, x, weight, needs, stride, padding, dilation, groups, "conv2d")
 
 
-def _conv2d_arrays(xp, g, x, weight, col, needs, stride, padding, dilation, groups, name):
-    """The first-order gradients of conv2d on arrays, from the forward's saved columns."""
+def _conv2d_arrays(xp, g, x, weight, saved: list, needs, stride, padding, dilation, groups,
+                   name):
+    """The first-order gradients of conv2d on arrays, from the forward's saved columns.
+
+    ``saved`` is the list holding the forward's im2col matrix. The rule takes it out of the
+    list, so that the matrix (the largest array of a convolutional step) is freed as soon as
+    the weight gradient is computed, before the input gradient needs memory; a second
+    backward through the same node (``retain_graph``) finds the list empty and recomputes it.
+    """
     geo = _conv_geometry(name, x.shape, weight.shape, stride, padding, dilation, groups)
     out_channels = weight.shape[0]
     # (O, N·OH·OW) per group; a copy only if g is not laid out channels first already.
     gm = g.transpose(1, 0, 2, 3).reshape(groups, out_channels // groups, -1)
     gx = gw = gb = None
+    col = saved.pop() if saved else None
     if needs[1]:
-        # Before dcol exists: the two largest arrays of the step are not alive together.
+        if col is None:
+            col = _im2col(xp, x, geo)
         gw = xp.matmul(gm, col.reshape(groups, -1, col.shape[1]).transpose(0, 2, 1))
         gw = gw.reshape(weight.shape)
+    del col
     if needs[2]:
         gb = gm.sum(axis=2).reshape(-1)
     if needs[0]:
-        w = weight.reshape(groups, out_channels // groups, -1)
-        dcol = xp.matmul(w.transpose(0, 2, 1), gm).reshape(-1, gm.shape[-1])
-        gx = _col2im(xp, dcol, tuple(x.shape), geo)
+        gx = _conv2d_input_grad(xp, gm, x.shape, weight, geo, groups)
     return gx, gw, gb
+
+
+def _conv2d_input_grad(xp, gm, x_shape, weight, geo: _Geometry, groups: int):
+    """dx = col2im(Wᵀ @ g), one kernel offset at a time: Wᵀ[:, :, i, j] @ g is added onto
+    the pixels offset (i, j) saw, so the (C·kh·kw, N·OH·OW) matrix of column gradients is
+    never built; one (C, N·OH·OW) product exists at a time."""
+    n, c, h, w = x_shape
+    out_channels, per_group, kh, kw = weight.shape
+    top, bottom, left, right = geo.padding
+    dtype = xp.result_type(weight.dtype, gm.dtype)
+    out = xp.zeros((c, n, h + top + bottom, w + left + right), dtype=dtype)
+    wt = weight.reshape(groups, out_channels // groups, per_group, kh, kw)
+    part = xp.empty((groups, per_group, gm.shape[-1]), dtype=dtype)
+    shape = (c, n) + geo.out
+    for i in range(kh):
+        for j in range(kw):
+            xp.matmul(wt[:, :, :, i, j].transpose(0, 2, 1), gm, out=part)
+            rows, cols = _offset(geo, i, j)
+            out[:, :, rows, cols] += part.reshape(shape)
+    return out[:, :, top:top + h, left:left + w].transpose(1, 0, 2, 3)
 
 
 @conv2d.fast

