@@ -607,3 +607,25 @@ def test_conv_backward_twice_with_retain_graph_recomputes_the_columns():
     loss.backward()  # the saved columns were handed to the first pass: recomputed here
     np.testing.assert_allclose(conv.weight.grad.numpy(), 2 * first_w, rtol=1e-5)
     np.testing.assert_allclose(x.grad.numpy(), 2 * first_x, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [dict(padding=1), dict(stride=2, dilation=2, padding=2),
+                                    dict(groups=2, padding=(0, 1))])
+def test_conv_input_gradient_by_offsets_equals_col2im(monkeypatch, kwargs):
+    from flowgrad.ops import conv as conv_ops
+
+    rng = np.random.default_rng(4)
+    x_np, w_np = rng.standard_normal((3, 4, 7, 6)), rng.standard_normal((6, 4 // kwargs.get(
+        "groups", 1), 3, 3))
+
+    def grads():
+        x = fg.tensor(x_np, requires_grad=True)
+        w = fg.tensor(w_np, requires_grad=True)
+        (F.conv2d(x, w, **kwargs) ** 2).sum().backward()
+        return x.grad.numpy(), w.grad.numpy()
+
+    whole = grads()
+    monkeypatch.setattr(conv_ops, "_SMALL_COLUMNS", 0)  # large-problem path: per offset
+    by_offset = grads()
+    for a, b in zip(whole, by_offset):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

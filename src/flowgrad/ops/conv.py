@@ -358,8 +358,18 @@ def _conv2d_arrays(xp, g, x, weight, saved: list, needs, stride, padding, dilati
     if needs[2]:
         gb = gm.sum(axis=2).reshape(-1)
     if needs[0]:
-        gx = _conv2d_input_grad(xp, gm, x.shape, weight, geo, groups)
+        if weight[0].size * gm.shape[-1] * groups <= _SMALL_COLUMNS:
+            # Small: one product and col2im (fewer, larger BLAS calls).
+            w = weight.reshape(groups, out_channels // groups, -1)
+            dcol = xp.matmul(w.transpose(0, 2, 1), gm).reshape(-1, gm.shape[-1])
+            gx = _col2im(xp, dcol, tuple(x.shape), geo)
+        else:
+            gx = _conv2d_input_grad(xp, gm, x.shape, weight, geo, groups)
     return gx, gw, gb
+
+
+# Column-gradient matrices up to this many elements (4 MiB of float32) are built whole.
+_SMALL_COLUMNS = 1 << 20
 
 
 def _conv2d_input_grad(xp, gm, x_shape, weight, geo: _Geometry, groups: int):
