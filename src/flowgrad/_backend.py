@@ -6,8 +6,10 @@ slot in by providing the same few names. Forward rules receive the namespace as 
 
 from __future__ import annotations
 
+import functools
 import math
 import types
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,10 +29,8 @@ default_float = float32
 _add: Any = np.add
 _maximum: Any = np.maximum
 _minimum: Any = np.minimum
-
-
-def _sum(x: Any, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:
-    return _add.reduce(x, axis=axis, dtype=dtype, keepdims=keepdims)
+_logical_or: Any = np.logical_or
+_logical_and: Any = np.logical_and
 
 
 def _mean(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
@@ -42,22 +42,25 @@ def _mean(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
     return np.true_divide(total, n) if total.dtype.kind == "f" else total / n
 
 
-def _max(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    return _maximum.reduce(x, axis=axis, keepdims=keepdims)
-
-
-def _min(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    return _minimum.reduce(x, axis=axis, keepdims=keepdims)
+def _reshape(x: Any, shape: Any, copy: bool | None = None) -> Any:
+    return x.reshape(shape) if copy is None else np.reshape(x, shape, copy=copy)
 
 
 def _numpy_namespace() -> types.ModuleType:
-    """NumPy, with sum/mean/max/min called as ufunc reductions: the same numbers (NumPy's
-    own functions end in these calls) without their Python wrappers, which cost more than
-    the reduction itself on the small arrays of a graph's inner nodes."""
+    """NumPy, with sum/mean/max/min/any/all called as ufunc reductions and reshape as the
+    array method: the same results (NumPy's own functions end in these calls) without their
+    Python wrappers, which cost more than the work itself on a graph's small arrays."""
     ns = types.ModuleType("flowgrad.numpy_namespace", _numpy_namespace.__doc__)
     ns.__dict__.update({k: v for k, v in vars(np).items() if not k.startswith("__")})
     ns.__dict__["__getattr__"] = lambda name: getattr(np, name)  # lazily loaded submodules
-    ns.__dict__.update(sum=_sum, mean=_mean, max=_max, amax=_max, min=_min, amin=_min)
+    # C callables (partials of ufunc reductions), so an op's call to them adds no Python
+    # frame; axis keeps NumPy's default of None (all axes).
+    reductions = {
+        "sum": _add, "max": _maximum, "amax": _maximum, "min": _minimum, "amin": _minimum,
+        "any": _logical_or, "all": _logical_and}
+    for name, ufunc in reductions.items():
+        ns.__dict__[name] = functools.partial(ufunc.reduce, axis=None)
+    ns.__dict__.update(mean=_mean, reshape=_reshape)
     return ns
 
 
@@ -77,14 +80,10 @@ try:
         _make_extobj,
     )
 
-    _IGNORE = _make_extobj(all="ignore")
-
-    def quiet() -> Any:
-        """Silence floating-point warnings until :func:`loud` with the returned token."""
-        return _extobj_contextvar.set(_IGNORE)
-
-    def loud(token: Any) -> None:
-        _extobj_contextvar.reset(token)
+    # quiet() silences floating-point warnings until loud(token); both are C calls.
+    quiet: Callable[[], Any] = functools.partial(_extobj_contextvar.set,
+                                                 _make_extobj(all="ignore"))
+    loud: Callable[[Any], None] = _extobj_contextvar.reset
 
 except ImportError:  # a NumPy without that context variable: the public, slower way
     def quiet() -> Any:
@@ -110,7 +109,8 @@ def to_host(arr: Any) -> np.ndarray:
 
 
 def is_floating(dtype: Any) -> bool:
-    return np.issubdtype(dtype, np.floating)
+    kind = getattr(dtype, "kind", None)
+    return (np.dtype(dtype).kind if kind is None else kind) == "f"
 
 
 def result_type(a: Any, b: Any) -> Any:

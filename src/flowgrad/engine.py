@@ -108,7 +108,7 @@ def _sweep(roots: list[tuple[Tensor, Tensor]], retain_graph: bool, create_graph:
                                                                           False) else None
                      for x, gi in zip(node.inputs, grads)])
             for inp, gi in zip(node.inputs, grads):
-                if gi is None or not getattr(inp, "requires_grad", False):
+                if gi is None or not (isinstance(inp, Tensor) and inp.requires_grad):
                     continue
                 fn = inp.grad_fn
                 if fn is None:

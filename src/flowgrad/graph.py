@@ -60,16 +60,13 @@ class Node:
     # A node is made for every recorded op, so making one writes just the slots every node
     # uses; the rest default to the class attributes below until assigned.
     __slots__ = ("op", "inputs", "arrays", "params", "value", "saved", "seq", "epoch", "xp",
-                 "__dict__", "__weakref__")
+                 "reshapes", "__dict__", "__weakref__")
     grad: Any = None
     input_grads: tuple | None = None
     # The tensor inputs' version counters when recorded (None: all were 0), to detect
     # values changed in place after they were saved; see check_versions.
     versions: tuple | None = None
     out_modified = False
-    # Whether the fast rule's gradients may need summing to a broadcast input's shape or
-    # casting to an input's dtype (see OpDef.vjp_arrays); apply clears it when they cannot.
-    reshapes = True
 
     def __init__(self, op: OpDef, inputs: tuple, arrays: list, params: dict, value: Any,
                  saved: Any = None, versions: tuple | None = None, xp: Any = _backend.xp):
@@ -82,6 +79,9 @@ class Node:
         self.seq = next(_sequence)
         self.epoch = Version.epoch  # unchanged at backward: nothing changed in place since
         self.xp = xp  # the array namespace the forward ran with; fast rules use it too
+        # Whether the fast rule's gradients may need summing to a broadcast input's shape or
+        # casting to an input's dtype (see OpDef.vjp_arrays); apply clears it when not.
+        self.reshapes = True
         if versions is not None:
             self.versions = versions
 

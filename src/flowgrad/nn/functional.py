@@ -205,7 +205,7 @@ def cross_entropy(input: Tensor, target: Any, weight: Any = None, ignore_index: 
     t = target.data if isinstance(target, Tensor) else _backend.asarray(target)
     soft = _backend.is_floating(t.dtype)
     if (not soft and weight is None and label_smoothing == 0.0 and input.ndim <= 2
-            and not bool((t == ignore_index).any())):
+            and not _backend.xp.any(t == ignore_index)):
         # The target itself, not its array: the graph shows it as the op's input.
         return _nn_ops.cross_entropy(input, target if isinstance(target, Tensor) else t,
                                      reduction=reduction)

@@ -138,7 +138,10 @@ class Module:
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails: registered entries live in the dicts.
         d = self.__dict__
-        for kind in ("_parameters", "_buffers", "_modules"):
+        parameters = d.get("_parameters")
+        if parameters is not None and name in parameters:
+            return parameters[name]
+        for kind in ("_buffers", "_modules"):
             if kind in d and name in d[kind]:
                 return d[kind][name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
@@ -431,6 +434,13 @@ class Module:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Calling a module calls its forward: a class that defines forward gets it as
+        # __call__ itself, which saves a Python call per layer per step.
+        super().__init_subclass__(**kwargs)
+        if "forward" in cls.__dict__ and "__call__" not in cls.__dict__:
+            cls.__call__ = cls.forward  # type: ignore[method-assign]
 
     def extra_repr(self) -> str:
         """The text inside the parentheses of this module's repr (its settings)."""

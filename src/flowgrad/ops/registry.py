@@ -316,7 +316,11 @@ class OpDef:
             return tuple([None if gx is None else gx.data
                           for gx in self.vjp(node, _make(g, False, None))])
         arrays = node.arrays
-        if self._fast_extras:
+        extras_wanted = self._fast_extras
+        if extras_wanted == ("needs",):  # the common case, spelled out: this runs per node
+            needs = tuple([isinstance(x, Tensor) and x.requires_grad for x in node.inputs])
+            grads = fast(node.xp, g, *arrays, needs=needs, **node.params)
+        elif extras_wanted:
             extras: dict[str, Any] = {}
             for key in self._fast_extras:
                 extras[key] = (node.value if key == "out" else node.saved if key == "saved"
@@ -410,10 +414,15 @@ def apply(op: OpDef, inputs: tuple, params: dict) -> Tensor:
         if op.reshapes_grads and uniform:
             # Every tensor input has the output's shape and dtype: its gradient will too.
             shape = out.shape
-            node.reshapes = any([type(a) is _ndarray and a.shape != shape for a in arrays])
-        result = _make(out, True, node)
+            node.reshapes = False
+            for a in arrays:
+                if type(a) is _ndarray and a.shape != shape:
+                    node.reshapes = True
+                    break
     else:
-        result = _make(out, False, None)
+        node = None
+    # Tensor._make, inlined: this line runs once per op.
+    result = _make(out, node is not None, node)
     view = op.view
     if view and (view is True or view(params)):
         # A view shares its input's memory, so it shares the in-place version counter.
@@ -478,7 +487,9 @@ def op(name: str | None = None, *, method: bool = False, saves: bool = False,
 
 def _as_method(opdef: OpDef) -> Callable:
     def method(self, *args, **kwargs):
-        return opdef(self, *args, **kwargs)
+        if args or kwargs or opdef.n_inputs != 1 or opdef.variadic or opdef.vararg:
+            return opdef(self, *args, **kwargs)
+        return apply(opdef, (self,), opdef.defaults.copy())  # x.relu(), x.sum(): the short way
 
     method.__name__ = opdef.name
     method.__doc__ = opdef.__doc__

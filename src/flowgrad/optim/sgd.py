@@ -84,7 +84,7 @@ class SGD(Optimizer):
         _subtract_scaled(p, g, lr)
 
 
-_SLICE = 1 << 14
+_SLICE = 1 << 16
 
 
 def _subtract_scaled(p: Any, g: Any, lr: float) -> None:
