@@ -203,12 +203,18 @@ def cross_entropy(input: Tensor, target: Any, weight: Any = None, ignore_index: 
         raise ValueError(f"cross_entropy: label_smoothing must lie in [0, 1], got "
                          f"{label_smoothing}")
     t = target.data if isinstance(target, Tensor) else _backend.asarray(target)
-    soft = _backend.is_floating(t.dtype)
-    if (not soft and weight is None and label_smoothing == 0.0 and input.ndim <= 2
-            and not _backend.xp.any(t == ignore_index)):
-        # The target itself, not its array: the graph shows it as the op's input.
-        return _nn_ops.cross_entropy(input, target if isinstance(target, Tensor) else t,
-                                     reduction=reduction)
+    soft = t.dtype.kind == "f"
+    if not soft and weight is None and label_smoothing == 0.0 and input.ndim <= 2:
+        # The fused op refuses targets outside [0, C), so a negative ignore_index (the
+        # default -100) needs no look at the targets unless the op refuses them.
+        if ignore_index < 0 or not bool((t == ignore_index).any()):
+            try:
+                # The target itself, not its array: the graph shows it as the op's input.
+                return _nn_ops.cross_entropy(input, target if isinstance(target, Tensor)
+                                             else t, reduction=reduction)
+            except ValueError:
+                if not (t.dtype.kind in "iu" and bool((t == ignore_index).any())):
+                    raise
     dim = 1 if input.ndim >= 2 else 0
     classes = input.shape[dim]
     logp = log_softmax(input, dim=dim)
