@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+from conftest import PNG_MAGIC
 
 import flowgrad as fg
 from flowgrad.cli import main
@@ -15,8 +16,6 @@ from flowgrad.training import predict_logits
 
 PIL = pytest.importorskip("PIL.Image")
 pytest.importorskip("matplotlib")
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")

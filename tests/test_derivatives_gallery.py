@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import PNG_MAGIC
 from test_formula import HOSTILE
 
-import flowgrad.cli as cli
 from flowgrad.viz.derivatives import (
     CATALOGUE,
     DEFAULT_FUNCTIONS,
@@ -17,15 +17,6 @@ from flowgrad.viz.derivatives import (
 from flowgrad.viz.formula import FormulaError
 
 pytest.importorskip("matplotlib")
-
-PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def main():
-    """``flowgrad.cli.main``, the command line run in-process."""
-    return cli.main
-
 
 def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
@@ -106,7 +97,7 @@ def _formula(text):
 def test_plot_derivatives_default_catalogue(tmp_path):
     out = tmp_path / "d.png"
     g = plot_derivatives(out=out)
-    assert out.read_bytes().startswith(PNG) and out.stat().st_size > 20_000
+    assert out.read_bytes().startswith(PNG_MAGIC) and out.stat().st_size > 20_000
     assert list(g.curves) == list(DEFAULT_FUNCTIONS)
     assert len(g.figure.axes) == len(DEFAULT_FUNCTIONS)
     x, f, d1, d2 = g.curves["log"]
@@ -152,7 +143,7 @@ def test_cli_derivatives(main, tmp_path, monkeypatch, capsys):
     assert main(["derivatives"]) == 0
     out = capsys.readouterr().out
     assert "relu: kink at x=0" in out and "wrote derivatives.png" in out
-    assert (tmp_path / "derivatives.png").read_bytes().startswith(PNG)
+    assert (tmp_path / "derivatives.png").read_bytes().startswith(PNG_MAGIC)
     assert main(["derivatives", "--functions", "relu,abs", "--formula", "x**3",
                  "--domain=-2,2", "--out", "k.svg", "--points", "101"]) == 0
     out = capsys.readouterr().out

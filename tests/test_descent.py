@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import PNG_MAGIC
 from test_formula import HOSTILE
 
-import flowgrad.cli as cli
 from flowgrad.viz.descent import (
     DescentPlot,
     plot_basins,
@@ -17,15 +17,6 @@ from flowgrad.viz.descent import (
 from flowgrad.viz.surfaces import SURFACES
 
 pytest.importorskip("matplotlib")
-
-PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def main():
-    """``flowgrad.cli.main``, the command line run in-process."""
-    return cli.main
-
 
 # ---------------------------------------------------------------------------------------------
 # Pictures
@@ -43,7 +34,7 @@ def test_plot_learning_rates_defaults_from_the_bound(tmp_path):
     out = tmp_path / "lr.png"
     plot = plot_learning_rates("x**2", start=2.0, steps=25, out=out)
     assert isinstance(plot, DescentPlot)
-    assert out.read_bytes().startswith(PNG) and out.stat().st_size > 10_000
+    assert out.read_bytes().startswith(PNG_MAGIC) and out.stat().st_size > 10_000
     lrs = [t.lr for t in plot.trajectories]
     np.testing.assert_allclose(lrs, [0.05, 0.4, 0.9, 1.2])  # bound 2/f''(0) = 1
     status = [t.status for t in plot.trajectories]
@@ -75,7 +66,7 @@ def test_plot_optimizers_with_a_diverging_rate_draws_no_nan(tmp_path):
                            lrs={"sgd": 0.05}, out=tmp_path / "r.png")
     assert plot.trajectories[0].status == "diverged"
     _finite_lines(plot.figure)
-    assert (tmp_path / "r.png").read_bytes().startswith(PNG)
+    assert (tmp_path / "r.png").read_bytes().startswith(PNG_MAGIC)
     with pytest.raises(ValueError, match="not among"):
         plot_optimizers("saddle", steps=2, optimizers=("sgd",), lrs={"adam": 0.1})
 
@@ -90,7 +81,7 @@ def test_basins_starts_near_each_himmelblau_minimum_end_there(tmp_path):
     assert all(t.status == "converged" for t in plot.trajectories)
     table = plot.summary()
     assert table.count("  1  ") == 4  # one start per minimum
-    assert (tmp_path / "b.png").read_bytes().startswith(PNG)
+    assert (tmp_path / "b.png").read_bytes().startswith(PNG_MAGIC)
 
 
 def test_basins_default_grid_and_formula_clusters(tmp_path):
@@ -128,7 +119,7 @@ def test_cli_default_is_the_2d_picture(main, tmp_path, monkeypatch, capsys):
     assert main(["descent", "--steps", "15"]) == 0
     out = capsys.readouterr().out
     assert "momentum" in out and "adam" in out and "wrote descent-2d.png" in out
-    assert (tmp_path / "descent-2d.png").read_bytes().startswith(PNG)
+    assert (tmp_path / "descent-2d.png").read_bytes().startswith(PNG_MAGIC)
 
 
 def test_cli_1d_with_gif_and_lrs(main, tmp_path, monkeypatch, capsys):
@@ -153,7 +144,7 @@ def test_cli_2d_and_basins_options(main, tmp_path, monkeypatch, capsys):
     assert main(["descent", "basins", "--n-starts", "9", "--steps", "30",
                  "--out", "b.png"]) == 0
     assert "reached" in capsys.readouterr().out
-    assert (tmp_path / "b.png").read_bytes().startswith(PNG)
+    assert (tmp_path / "b.png").read_bytes().startswith(PNG_MAGIC)
     # With only --gif, only the GIF is written.
     assert main(["descent", "basins", "--n-starts", "4", "--random-starts", "--seed", "3",
                  "--steps", "5", "--gif", "only.gif", "--frames", "3", "--dpi", "40"]) == 0

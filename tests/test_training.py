@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PNG_MAGIC
 
 import flowgrad as fg
 from flowgrad import training
@@ -30,8 +31,6 @@ from flowgrad.training import (
 
 PIL = pytest.importorskip("PIL.Image")
 pytest.importorskip("matplotlib")
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
