@@ -20,6 +20,7 @@ import errno
 import json
 import math
 import os
+import stat
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -157,14 +158,82 @@ def save(state_dict: Any, path: str | os.PathLike) -> None:
         _write_npz(fh, arrays)
 
 
+# ---------------------------------------------------------------- reading
+
+#: How far one compressed member may inflate (uncompressed / compressed size). fg.save stores
+#: members uncompressed (ratio 1); ``numpy.savez_compressed`` of real data stays far below.
+MAX_INFLATION = 100
+_LEEWAY = 1 << 20  # small members may compress better than MAX_INFLATION (a page of zeros)
+_ARRAY_KINDS = ("tensor", "ndarray", "npscalar")
+_VALUE_TYPES = {"bool": (bool,), "int": (int,), "str": (str,)}
+
+
+def _bad(message: str) -> CheckpointError:
+    return CheckpointError(message)
+
+
+def _check_tree(node: Any, where: tuple, members: dict) -> None:
+    """Refuse a manifest whose nodes have the wrong shape or leaf types, before any array is
+    read; collect each array node's member (each may be named once) in ``members``."""
+    at = _where(where)
+    if not isinstance(node, dict) or not isinstance(node.get("t"), str):
+        raise _bad(f"the manifest entry at {at} is not a node")
+    kind = node["t"]
+    if kind in _ARRAY_KINDS:
+        name, dtype, shape = node.get("member"), node.get("dtype"), node.get("shape")
+        if not isinstance(name, str) or not isinstance(dtype, str):
+            raise _bad(f"the manifest entry at {at} names no member or dtype")
+        if not isinstance(shape, list) or not all(
+                type(n) is int and n >= 0 for n in shape):
+            raise _bad(f"the manifest gives the array at {at} an invalid shape {shape!r}")
+        if kind == "tensor" and not isinstance(node.get("requires_grad"), bool):
+            raise _bad(f"the manifest entry at {at} has no bool requires_grad")
+        if kind == "npscalar" and shape:
+            raise _bad(f"the manifest gives the scalar at {at} the shape {shape}")
+        try:
+            parsed = np.dtype(dtype)
+        except (TypeError, ValueError):
+            raise _bad(f"the manifest gives the array at {at} an unknown dtype {dtype!r}") \
+                from None
+        if parsed.hasobject:
+            raise _bad(f"the manifest gives the array at {at} an object dtype")
+        if name in members:
+            raise _bad(f"member {name!r} is named twice in the manifest")
+        members[name] = (parsed, tuple(shape))
+    elif kind == "none":
+        pass
+    elif kind in _VALUE_TYPES:
+        value = node.get("v")
+        if not isinstance(value, _VALUE_TYPES[kind]) or (kind == "int" and type(value) is bool):
+            raise _bad(f"the manifest entry at {at} is a {kind} holding {value!r}")
+    elif kind == "float":
+        value = node.get("v")
+        if not (isinstance(value, (int, float)) and type(value) is not bool) and \
+                value not in ("inf", "-inf", "nan"):
+            raise _bad(f"the manifest entry at {at} is a float holding {value!r}")
+    elif kind == "dict":
+        items = node.get("items")
+        if not isinstance(items, list):
+            raise _bad(f"the manifest entry at {at} is a dict without items")
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 2 and
+                    (item[0] is None or isinstance(item[0], (str, int)))):
+                raise _bad(f"the manifest entry at {at} has an item that is not [key, value]")
+            _check_tree(item[1], (*where, item[0]), members)
+    elif kind in ("list", "tuple"):
+        items = node.get("items")
+        if not isinstance(items, list):
+            raise _bad(f"the manifest entry at {at} is a {kind} without items")
+        for i, item in enumerate(items):
+            _check_tree(item, (*where, i), members)
+    else:
+        raise _bad(f"unknown node type {kind!r} in the manifest at {at}")
+
+
 def _decode(node: Any, arrays: Mapping[str, np.ndarray]) -> Any:
     kind = node["t"]
-    if kind in ("tensor", "ndarray", "npscalar"):
+    if kind in _ARRAY_KINDS:
         array = arrays[node["member"]]
-        if array.dtype.str != node["dtype"] or list(array.shape) != node["shape"]:
-            raise CheckpointError(f"member {node['member']!r} is {array.dtype.str}"
-                                  f"{list(array.shape)}, the manifest says "
-                                  f"{node['dtype']}{node['shape']}")
         if kind == "tensor":
             return tensor(array, requires_grad=node["requires_grad"])
         if kind == "npscalar":
@@ -180,29 +249,95 @@ def _decode(node: Any, arrays: Mapping[str, np.ndarray]) -> Any:
         return {k: _decode(v, arrays) for k, v in node["items"]}
     if kind == "list":
         return [_decode(v, arrays) for v in node["items"]]
-    if kind == "tuple":
-        return tuple(_decode(v, arrays) for v in node["items"])
-    raise CheckpointError(f"unknown node type {kind!r} in the manifest")
+    return tuple(_decode(v, arrays) for v in node["items"])
+
+
+def _open_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> IO[bytes]:
+    """The member, opened for reading, after checking it cannot inflate without bound."""
+    if info.compress_type != zipfile.ZIP_STORED and \
+            info.file_size > MAX_INFLATION * info.compress_size + _LEEWAY:
+        raise _bad(f"member {info.filename!r} would inflate from {info.compress_size} to "
+                   f"{info.file_size} bytes, more than {MAX_INFLATION} times: refused as a "
+                   "possible decompression bomb (fg.save writes members uncompressed)")
+    return zf.open(info)
+
+
+def _read_header(fh: IO[bytes], name: str) -> tuple[tuple, bool, np.dtype]:
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except ValueError as exc:
+        raise _bad(f"member {name!r} is not a NumPy array ({exc})") from None
+    if dtype.hasobject:
+        raise _bad(f"member {name!r} holds Python objects (pickled), which flowgrad never loads")
+    return shape, fortran, dtype
+
+
+def _read_array(zf: zipfile.ZipFile, info: zipfile.ZipInfo,
+                expected: tuple[np.dtype, tuple] | None = None) -> np.ndarray:
+    """One ``.npy`` member: its header checked (against the manifest's dtype and shape when
+    given, and against the size the zip declares) before any data is read; the data read
+    to the member's end, so its CRC-32 is checked."""
+    name = info.filename
+    with _open_member(zf, info) as fh:
+        shape, fortran, dtype = _read_header(fh, name)
+        if expected is not None and (dtype != expected[0] or shape != expected[1]):
+            raise _bad(f"member {name!r} is {dtype.str}{list(shape)}, the manifest says "
+                       f"{expected[0].str}{list(expected[1])}")
+        nbytes = dtype.itemsize * math.prod(shape)
+        if info.file_size != fh.tell() + nbytes:
+            raise _bad(f"member {name!r} declares {info.file_size} bytes, but its header "
+                       f"describes {fh.tell() + nbytes}")
+        buffer = bytearray(nbytes)
+        view, done = memoryview(buffer), 0
+        while done < nbytes:
+            n = fh.readinto(view[done:])
+            if not n:
+                raise _bad(f"member {name!r} is truncated")
+            done += n
+        if fh.read(1):  # also reaches the end, where zipfile checks the CRC-32
+            raise _bad(f"member {name!r} is longer than its header says")
+    if nbytes == 0:
+        return np.zeros(shape, dtype=dtype, order="F" if fortran else "C")
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def _read(fh: IO[bytes]) -> Any:
     with zipfile.ZipFile(fh) as zf:
-        bad = zf.testzip()  # reads every member and checks its CRC-32
-        if bad is not None:
-            raise CheckpointError(f"member {bad!r} fails its CRC-32 check")
-        names = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
-    fh.seek(0)
-    with np.load(fh, allow_pickle=False) as npz:
-        if MANIFEST_KEY not in names:
-            # A plain .npz (numpy.savez): its arrays by name.
-            return {name: npz[name] for name in sorted(names)}
-        manifest = json.loads(npz[MANIFEST_KEY].tobytes().decode("utf-8"))
+        infos = {info.filename: info for info in zf.infolist()}
+        manifest_info = infos.get(MANIFEST_KEY + ".npy")
+        if manifest_info is None:
+            # A plain .npz (numpy.savez): its arrays by name; nothing else may be in it.
+            for name in infos:
+                if not name.endswith(".npy"):
+                    raise _bad(f"member {name!r} is not a .npy array (and there is no "
+                               "flowgrad manifest)")
+            return {name[:-4]: _read_array(zf, info) for name, info in sorted(infos.items())}
+        raw = _read_array(zf, manifest_info)
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise _bad("the manifest member is not UTF-8 text")
+        manifest = json.loads(raw.tobytes().decode("utf-8"))
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise CheckpointError("the manifest is not a flowgrad checkpoint manifest")
-        if manifest.get("version", 0) > VERSION:
-            raise CheckpointError(f"format version {manifest['version']} is newer than this "
-                                  f"flowgrad reads ({VERSION}); upgrade flowgrad")
-        arrays = {name: npz[name] for name in names if name != MANIFEST_KEY}
+            raise _bad("the manifest is not a flowgrad checkpoint manifest")
+        version = manifest.get("version", 0)
+        if not isinstance(version, int) or version > VERSION:
+            raise _bad(f"format version {version!r} is newer than this flowgrad reads "
+                       f"({VERSION}); upgrade flowgrad")
+        members: dict[str, tuple[np.dtype, tuple]] = {}
+        _check_tree(manifest.get("tree"), (), members)
+        arrays = {}
+        # Only the members the manifest names are read; anything else in the zip is ignored.
+        for name, expected in members.items():
+            info = infos.get(name + ".npy")
+            if info is None:
+                raise _bad(f"member {name!r} named by the manifest is missing")
+            arrays[name] = _read_array(zf, info, expected)
     return _decode(manifest["tree"], arrays)
 
 
@@ -214,6 +349,12 @@ def load(path: str | os.PathLike) -> Any:
     shapes, tuples versus lists and int versus str dict keys are all kept. A plain ``.npz``
     without a manifest loads as a dict of its arrays.
 
+    Loading a file from elsewhere is safe: nothing is unpickled, only the members the
+    manifest names are read, each member's dtype and shape are checked against the
+    manifest and its size against the zip's directory *before* its data is read, and a
+    compressed member that would inflate more than :data:`MAX_INFLATION` times is refused,
+    so memory stays bounded by the file's size.
+
     Args:
         path: the checkpoint file.
 
@@ -222,17 +363,33 @@ def load(path: str | os.PathLike) -> Any:
 
     Raises:
         FileNotFoundError: no file at ``path``.
+        IsADirectoryError, OSError: ``path`` is a folder, a FIFO, a device (not read).
         CheckpointError: (a ``ValueError``) the file is truncated, corrupted (a CRC-32,
-            structure or manifest mismatch) or not a checkpoint; the message names ``path``.
+            structure or manifest mismatch), a possible decompression bomb, or not a
+            checkpoint; the message names ``path``.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(errno.ENOENT, f"no checkpoint file at {path}", str(path))
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, f"no checkpoint file at {path}", str(path)) \
+            from None
+    if not stat.S_ISREG(st.st_mode):
+        # Opening a FIFO would block until a writer comes; a device could be endless.
+        what = "a folder" if stat.S_ISDIR(st.st_mode) else \
+            "a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "not a regular file"
+        kind = IsADirectoryError if stat.S_ISDIR(st.st_mode) else OSError
+        exc = kind(f"cannot load {path}: it is {what}, not a checkpoint file")
+        exc.errno = errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL
+        raise exc
     with open(path, "rb") as fh:
         try:
             return _read(fh)
         except CheckpointError as exc:
-            raise CheckpointError(f"checkpoint {path} is corrupt: {exc}") from exc
+            raise CheckpointError(f"checkpoint {path} is corrupt or unsafe: {exc}") from exc
+        except RecursionError:
+            raise CheckpointError(f"checkpoint {path} is corrupt: its manifest nests too "
+                                  "deeply") from None
         except Exception as exc:  # any parse failure of the bytes means a damaged file
             raise CheckpointError(f"checkpoint {path} is corrupt or truncated "
                                   f"({type(exc).__name__}: {exc})") from exc
