@@ -191,6 +191,9 @@ def test_render_svg_and_png(tmp_path):
     y, params = sigmoid_graph()
     y.backward(retain_graph=True)
     drawing = draw_graph(y, params=params, title="sigmoid(w*x + b)")
+    with pytest.raises(FileNotFoundError, match="folder .*sub does not exist"):
+        drawing.render(tmp_path / "sub" / "g.svg")  # folders are never made behind your back
+    (tmp_path / "sub").mkdir()
     svg = drawing.render(tmp_path / "sub" / "g.svg").read_text()
     assert "<svg" in svg and "sigmoid" in svg and "∂=0.25" in svg
     png = drawing.render(tmp_path / "g.png").read_bytes()

@@ -8,6 +8,10 @@
     0.5
 """
 
+# First: in the flowgrad command, Ctrl-C while NumPy is still importing is one line.
+from flowgrad import _interrupt  # noqa: F401
+
+# isort: split
 import importlib
 from typing import Any
 

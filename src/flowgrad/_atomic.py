@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_write", "write_bytes", "write_text"]
+__all__ = ["atomic_path", "atomic_write", "check_writable", "write_bytes", "write_text"]
 
 _KINDS = (
     (stat.S_ISDIR, "a folder"),
@@ -72,6 +72,25 @@ def _target(path: str | os.PathLike) -> tuple[Path, int | None]:
         raise _error(FileNotFoundError, errno.ENOENT,
                      f"cannot write {shown}: folder {folder} does not exist")
     return target, None if st is None else stat.S_IMODE(st.st_mode)
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Check, before long work, that a file could be written at ``path`` (nothing is
+    created); returns the file that would be replaced (a symlink's target) or created.
+
+    Raises:
+        IsADirectoryError, OSError: ``path`` is a folder or another non-regular file.
+        FileNotFoundError: ``path``'s folder does not exist.
+        PermissionError: the folder (or the existing file) cannot be written.
+    """
+    if not os.fspath(path):
+        raise _error(FileNotFoundError, errno.ENOENT, "cannot write to an empty path")
+    target, mode = _target(path)
+    folder = target.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise _error(PermissionError, errno.EACCES,
+                     f"cannot write {path}: folder {folder} is not writable")
+    return target
 
 
 def _fsync_path(path: Path) -> None:

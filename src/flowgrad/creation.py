@@ -105,5 +105,20 @@ def rand(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
 
 
 def manual_seed(seed: int) -> None:
-    """Seed flowgrad's random generator (randn, rand, layer initialisation)."""
-    _backend.manual_seed(seed)
+    """Seed flowgrad's random generator (randn, rand, layer initialisation).
+
+    As in PyTorch, ``seed`` is an int in ``[-2**63, 2**64 - 1]``; a negative seed is
+    remapped to ``2**64 - 1 + seed``.
+
+    Raises:
+        TypeError: ``seed`` is not an int.
+        ValueError: ``seed`` is outside that range.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        index = getattr(seed, "__index__", None)
+        if index is None:
+            raise TypeError(f"manual_seed: seed must be an int, got {type(seed).__name__}")
+        seed = index()
+    if not -(2**63) <= seed <= 2**64 - 1:
+        raise ValueError(f"manual_seed: seed must be in [-2**63, 2**64 - 1], got {seed}")
+    _backend.manual_seed(seed if seed >= 0 else 2**64 - 1 + seed)

@@ -123,24 +123,29 @@ def _write_npz(fh: IO[bytes], arrays: Mapping[str, np.ndarray]) -> None:
                 np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
-def save(state_dict: Any, path: str | os.PathLike) -> None:
+def save(state_dict: Any, path: str | os.PathLike | IO[bytes]) -> None:
     """Write a state (nested dicts of Tensors, arrays and plain values) to ``path``.
 
     The file is an ``.npz`` archive with a JSON manifest (see the module docstring); it is
     written to exactly ``path`` (no extension is added) and atomically, so a crash or error
-    mid-write leaves any previous file at ``path`` intact.
+    mid-write leaves any previous file at ``path`` intact. As with ``torch.save``, ``path``
+    may also be a writable binary file object (then the caller owns atomicity); a symlink
+    is written through to its target, whose permission bits are kept; a folder, FIFO or
+    device is refused.
 
     Args:
         state_dict: dicts (keys str, int, bool or None), lists and tuples, nesting freely,
             whose leaves are Tensors, NumPy arrays or scalars, Python ints, floats, bools,
             strings or None; e.g. ``{"model": model.state_dict(), "optimizer":
             opt.state_dict(), "epoch": 3}``.
-        path: the destination file.
+        path: the destination file, or an open binary file.
 
     Raises:
         TypeError: a leaf or key of an unsupported type (an object array, a set, ...);
             the message gives its key path. Nothing is written then.
         ValueError: a state that contains itself.
+        OSError: ``path`` is not a regular file or cannot be written; the message names
+            ``path`` (never a temporary file).
 
     Example:
         >>> import flowgrad as fg
@@ -154,7 +159,10 @@ def save(state_dict: Any, path: str | os.PathLike) -> None:
                           allow_nan=False, separators=(",", ":"))
     arrays = {MANIFEST_KEY: np.frombuffer(manifest.encode("utf-8"), dtype=np.uint8)}
     arrays.update(encoder.arrays)
-    with atomic_write(path) as fh:
+    if hasattr(path, "write"):
+        _write_npz(path, arrays)  # type: ignore[arg-type]
+        return
+    with atomic_write(path) as fh:  # type: ignore[arg-type]
         _write_npz(fh, arrays)
 
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flowgrad.cli import CLIError
+from flowgrad.cli import CLIError, check_output
 
 #: The options are the benchmarks' own; ``main`` passes them through unparsed.
 PASS_THROUGH = True
@@ -37,7 +37,27 @@ def checkout_root() -> Path | None:
     return root if (root / "benchmarks" / "__main__.py").is_file() else None
 
 
+#: The harness's options that name a file it writes at the end of a run of minutes.
+OUTPUT_OPTIONS = ("--markdown", "--json")
+
+
+def _outputs(words: list[str]) -> list[tuple[str, str]]:
+    """(option, file) for each output option in the pass-through words."""
+    found = []
+    for i, word in enumerate(words):
+        option, eq, value = word.partition("=")
+        if option in OUTPUT_OPTIONS:
+            if eq:
+                found.append((option, value))
+            elif i + 1 < len(words):
+                found.append((option, words[i + 1]))
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
+    # Checked before minutes of measuring, not after (the harness checks again).
+    for option, path in _outputs(args.passed):
+        check_output(path, option)
     root = checkout_root()
     if root is None:
         raise CLIError("the benchmarks are not installed with flowgrad; they live in its source "

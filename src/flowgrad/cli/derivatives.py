@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
-from flowgrad.cli import CLIError
+from flowgrad.cli import CLIError, check_output
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -44,10 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from flowgrad.viz.derivatives import CATALOGUE, DEFAULT_FUNCTIONS, plot_derivatives
     from flowgrad.viz.formula import FormulaError
 
-    if not args.out.lower().endswith((".png", ".svg", ".pdf")):
-        raise CLIError(f"--out must end in .png or .svg, got {args.out!r}")
-    if not Path(args.out).resolve().parent.is_dir():
-        raise CLIError(f"cannot write {args.out}: directory {Path(args.out).parent} does not exist")
+    check_output(args.out, "--out", (".png", ".svg", ".pdf"), ".png or .svg")
     if args.functions is None:
         names = [] if args.formula else list(DEFAULT_FUNCTIONS)
     elif args.functions.strip().lower() == "all":
@@ -69,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"--domain: expected two numbers A,B, got {args.domain!r}") from None
         if len(domain) != 2 or not all(math.isfinite(v) for v in domain) or domain[0] >= domain[1]:
             raise CLIError(f"--domain: expected two finite numbers A < B, got {args.domain!r}")
+        if not math.isfinite(domain[1] - domain[0]):
+            raise CLIError(f"--domain: the interval {args.domain} is too wide (B - A "
+                           "overflows); keep it within about ±1e307")
     if not 20 <= args.dpi <= 600:
         raise CLIError(f"--dpi must be between 20 and 600, got {args.dpi}")
     if not 21 <= args.points <= 100_000:

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 from typing import Any
 
-from flowgrad.cli import CLIError
+from flowgrad.cli import CLIError, check_output, check_seed
 
 MODES = ("2d", "1d", "basins")
 
@@ -164,14 +163,11 @@ def run(args: argparse.Namespace) -> int:
 
     mode = args.mode
     # With only --gif asked for, write only the GIF.
-    out = args.out or (None if args.gif else f"descent-{mode}.png")
-    if out is not None and not out.lower().endswith((".png", ".svg", ".pdf")):
-        raise CLIError(f"--out must end in .png or .svg, got {out!r}")
-    if args.gif is not None and not args.gif.lower().endswith(".gif"):
-        raise CLIError(f"--gif must end in .gif, got {args.gif!r}")
-    for path in (out, args.gif):
-        if path is not None and not Path(path).resolve().parent.is_dir():
-            raise CLIError(f"cannot write {path}: directory {Path(path).parent} does not exist")
+    out = args.out if args.out is not None else None if args.gif else f"descent-{mode}.png"
+    if out is not None:
+        check_output(out, "--out", (".png", ".svg", ".pdf"), ".png or .svg")
+    if args.gif is not None:
+        check_output(args.gif, "--gif", (".gif",))
     if args.steps is not None and args.steps < 1:
         raise CLIError(f"--steps must be at least 1, got {args.steps}")
     if not (args.tol > 0):
@@ -182,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--frames must be between 2 and 1000, got {args.frames}")
     if not 20 <= args.dpi <= 600:
         raise CLIError(f"--dpi must be between 20 and 600, got {args.dpi}")
+    check_seed(args.seed)
     xlim, ylim = _window(args.window, mode)
     try:
         plot = _draw(args, mode, xlim, ylim)

@@ -11,8 +11,8 @@ from flowgrad.cli import CLIError
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN", help="a run folder written by flowgrad train")
     parser.add_argument("--out", default=None, metavar="PATH",
-                        help="where confusion.png goes: a folder, or a file ending in .png "
-                        "(default: the run folder)")
+                        help="where confusion.png goes: a folder (created if its parent "
+                        "exists), or a file ending in .png (default: the run folder)")
     parser.add_argument("--data-dir", default=None, metavar="DIR",
                         help="where the MNIST-style test files are, if not where training "
                         "found them")
@@ -28,8 +28,12 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate(args.run, out=args.out, data_dir=args.data_dir)
     except (RunError, DataUnavailable, ImportError) as exc:
         raise CLIError(str(exc)) from None
+    except ValueError as exc:  # --out names neither a folder nor a .png file
+        raise CLIError(str(exc).replace("out:", "--out:", 1)) from None
     except OSError as exc:
-        raise CLIError(f"cannot write the confusion matrix: {exc}") from None
+        message = str(exc).replace("out:", "--out:", 1)
+        raise CLIError(message if message.startswith("--out") else
+                       f"cannot write the confusion matrix: {exc}") from None
     correct = int(result.confusion.trace())
     per_class = [None if a != a else round(float(a), 6) for a in result.per_class_accuracy]
     if args.json:

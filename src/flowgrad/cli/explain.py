@@ -17,9 +17,11 @@ import argparse
 import math
 import re
 import sys
-from pathlib import Path
 
-from flowgrad.cli import CLIError
+from flowgrad.cli import CLIError, check_output
+
+#: NAME=VALUE words may also come after the options (``flowgrad explain EXPR --json x=1``).
+INTERMIXED = "values"
 
 _ASSIGNMENT = re.compile(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*(.*?)\s*\Z", re.DOTALL)
 
@@ -90,9 +92,8 @@ def run(args: argparse.Namespace) -> int:
     if args.max_paths < 0:
         raise CLIError(f"--max-paths must be >= 0, got {args.max_paths}")
     if args.graph is not None:
-        suffix = Path(args.graph).suffix.lower()
-        if suffix not in (".svg", ".png", ".pdf", ".dot", ".gv"):
-            raise CLIError(f"--graph must end in .svg, .png, .pdf or .dot, got {args.graph!r}")
+        check_output(args.graph, "--graph", (".svg", ".png", ".pdf", ".dot", ".gv"),
+                     ".svg, .png, .pdf or .dot")
 
     explanation = explain_formula(formula, values, max_paths=args.max_paths)
 

@@ -11,10 +11,11 @@ every edge and the gradients flowing back.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
-from flowgrad.cli import CLIError
+from flowgrad.cli import CLIError, check_output, check_seed
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -53,15 +54,15 @@ def run(args: argparse.Namespace) -> int:
     import flowgrad as fg
     from flowgrad.viz.graph import draw_graph
 
-    out = Path(args.out)
-    if out.suffix.lower() not in (".svg", ".png", ".pdf", ".dot", ".gv"):
-        raise CLIError(f"--out must end in .svg, .png, .pdf or .dot, got {args.out!r}")
+    out = Path(check_output(args.out, "--out", (".svg", ".png", ".pdf", ".dot", ".gv"),
+                            ".svg, .png, .pdf or .dot"))
     if args.hidden < 1:
         raise CLIError(f"--hidden must be at least 1, got {args.hidden}")
     if not 1 <= args.batch <= 1797:
         raise CLIError(f"--batch must be between 1 and 1797, got {args.batch}")
-    if not args.lr > 0:
-        raise CLIError(f"--lr must be positive, got {args.lr}")
+    if not (args.lr > 0 and math.isfinite(args.lr)):
+        raise CLIError(f"--lr must be a positive finite number, got {args.lr}")
+    check_seed(args.seed)
 
     fg.manual_seed(args.seed)
     model = _reference_model(args.hidden, args.model)

@@ -66,8 +66,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="initial weights and shuffling; same seed, same metrics "
                         "(default: %(default)s)")
     parser.add_argument("--out", default=None, metavar="DIR",
-                        help="run folder, created if needed; files in it are replaced "
-                        "(default: runs/<dataset>-<YYYYmmdd-HHMMSS>)")
+                        help="run folder, created if needed (with its parents); one that "
+                        "already holds a run is refused unless --overwrite "
+                        "(default: runs/<dataset>-<YYYYmmdd-HHMMSS>, always new)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run in --out: its run files are deleted first, so "
+                        "two runs never mix")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (it only shows when stderr is a terminal)")
     parser.add_argument("-q", "--quiet", action="store_true",
@@ -97,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
                              download=args.download, model=args.model, hidden=args.hidden,
                              epochs=args.epochs,
                              batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-                             schedule=args.schedule, seed=args.seed, out=args.out)
+                             schedule=args.schedule, seed=args.seed, out=args.out,
+                             overwrite=args.overwrite)
     except ValueError as exc:
         if quiet_rank:
             return 2
@@ -116,9 +121,14 @@ def run(args: argparse.Namespace) -> int:
                        log=None if args.quiet or rank != 0 else print)
     except PeerFailed:
         return 2  # the process that failed has said why
-    except (DataUnavailable, FloatingPointError, ImportError, OSError) as exc:
+    except (DataUnavailable, FloatingPointError, ImportError, OSError, MemoryError) as exc:
         message = str(exc)
-        if isinstance(exc, OSError) and not isinstance(exc, DataUnavailable):
+        if isinstance(exc, FileExistsError):
+            message = str(exc).replace("(--overwrite)", "with --overwrite")
+        elif isinstance(exc, MemoryError):
+            message = (f"out of memory building or training the network (--hidden "
+                       f"{args.hidden}, --batch-size {args.batch_size}); try smaller sizes")
+        elif isinstance(exc, OSError) and not isinstance(exc, DataUnavailable):
             message = f"cannot write the run folder: {exc}"
         if under_mpi and dist.get_world_size() > 1 and not agreed(exc):
             # The other processes may be waiting for this one in a collective: end them all.

@@ -117,7 +117,8 @@ def download_file(filename: str, folder: str | os.PathLike, mirrors: Iterable[st
 
     Args:
         filename: the file's name on the mirrors and on disk.
-        folder: where to put it (created if needed).
+        folder: where to put it (created if needed; the folders made are removed again
+            when no mirror delivers the file).
         mirrors: base URLs, tried in order (``http``, ``https`` or ``file``).
         digests: expected hex digests by ``hashlib`` algorithm name, e.g.
             ``{"sha256": "...", "md5": "..."}``; all are checked, at least one is required.
@@ -141,7 +142,22 @@ def download_file(filename: str, folder: str | os.PathLike, mirrors: Iterable[st
     if not mirrors:
         raise ValueError(f"no mirror given to download {filename} from")
     folder = Path(folder)
+    # The folders made here go again if no file arrives (innermost first, each if empty).
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return _fetch(filename, folder, mirrors, expected, timeout, progress)
+    except BaseException:
+        for p in made:
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _fetch(filename: str, folder: Path, mirrors: list[str], expected: dict[str, str],
+           timeout: float, progress: bool | None) -> Path:
     destination = folder / filename
     failures: list[str] = []
     all_checksum = True

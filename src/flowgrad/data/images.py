@@ -9,6 +9,7 @@ Reading files needs Pillow (``pip install 'flowgrad[viz]'``).
 from __future__ import annotations
 
 import os
+import stat
 from typing import Any
 
 import numpy as np
@@ -27,20 +28,53 @@ class ImageError(ValueError):
 _MIN_STROKE = {"digits": 3.5, "mnist": 8.0}
 
 
+#: The largest picture read, in pixels (a 25-megapixel photo; the digit is shrunk to 8x8 or
+#: 28x28 anyway). The size comes from the file's header, so a small file that would decode
+#: to gigabytes (a decompression bomb) is refused before any pixel is decoded.
+MAX_PIXELS = 25_000_000
+
+
+def _open(path: str | os.PathLike) -> Any:
+    """The picture at ``path``, decoded, after checking it is a regular file of at most
+    :data:`MAX_PIXELS` pixels."""
+    import warnings
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ImageError(f"image {path} does not exist") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        # A FIFO would block the read; a device could be endless.
+        what = ("a folder" if stat.S_ISDIR(st.st_mode) else "a named pipe (FIFO)"
+                if stat.S_ISFIFO(st.st_mode) else "not a regular file")
+        raise ImageError(f"cannot read image {path}: it is {what}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                width, height = opened.size
+                if width * height > MAX_PIXELS:
+                    raise ImageError(f"image {path} is {width}x{height} pixels, more than "
+                                     f"flowgrad reads ({MAX_PIXELS // 1_000_000} megapixels); "
+                                     "shrink it first")
+                opened.load()
+                return ImageOps.exif_transpose(opened)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"cannot read image {path}: {exc}") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        if isinstance(exc, ImageError):
+            raise
+        raise ImageError(f"cannot read image {path}: {exc}") from None
+
+
 def _to_gray(image: Any) -> np.ndarray:
     """An image (path, PIL image or array) as float32 gray in [0, 1], 2-D."""
     if isinstance(image, (str, os.PathLike)):
-        from PIL import Image, ImageOps, UnidentifiedImageError
-
-        try:
-            with Image.open(image) as opened:
-                opened.load()
-                pil = ImageOps.exif_transpose(opened)
-        except FileNotFoundError:
-            raise ImageError(f"image {image} does not exist") from None
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise ImageError(f"cannot read image {image}: {exc}") from None
-        image = pil
+        image = _open(image)
     if hasattr(image, "getbands"):  # a PIL image
         pil = image
         if pil.mode == "P":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from flowgrad.optim import catalogue
 
@@ -95,6 +96,11 @@ def default_lr(optimizer: str, dataset: str = "digits", model: str = "mlp") -> f
     return (DEFAULT_LR if dataset == "digits" else DEFAULT_LR_28X28)[optimizer]
 
 
+#: Suffixes that name a file, never a run folder (``--out model.npz`` is a mistake).
+FILE_SUFFIXES = (".npz", ".npy", ".png", ".svg", ".pdf", ".json", ".csv", ".txt", ".gif",
+                 ".jpg", ".jpeg", ".dot", ".gv", ".pt", ".pth", ".pkl", ".zip", ".gz")
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (the options of ``flowgrad train``).
@@ -119,7 +125,11 @@ class TrainConfig:
         schedule: ``"cosine"`` anneals the learning rate to 0 over the epochs
             (``CosineAnnealingLR``, stepped once per epoch); ``"constant"`` keeps it.
         seed: seeds the initial weights (``fg.manual_seed``) and the shuffling.
-        out: the run folder; ``None`` means ``runs/<dataset>-<YYYYmmdd-HHMMSS>``.
+        out: the run folder; ``None`` means ``runs/<dataset>-<YYYYmmdd-HHMMSS>``. It is
+            created with any missing parent folders; one that already holds a run is
+            refused unless ``overwrite``.
+        overwrite: replace the run in ``out`` (its run files are removed first, so two runs
+            never mix).
     """
 
     dataset: str = "digits"
@@ -134,6 +144,7 @@ class TrainConfig:
     schedule: str = "cosine"
     seed: int = 0
     out: str | None = None
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         # Paths may come as Path objects; the config is written as JSON.
@@ -166,8 +177,16 @@ class TrainConfig:
         if self.lr is not None and not (isinstance(self.lr, (int, float))
                                         and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or \
+                not 0 <= self.seed <= 2**64 - 1:
+            raise ValueError(f"seed must be an integer from 0 to 2**64 - 1, got {self.seed!r}")
+        if self.out is not None:
+            if not self.out.strip():
+                raise ValueError("out: the run folder name is empty")
+            suffix = Path(self.out).suffix.lower()
+            if suffix in FILE_SUFFIXES:
+                raise ValueError(f"out: {self.out!r} is a file name ({suffix}), but out is the "
+                                 f"run folder (for example runs/{Path(self.out).stem})")
         return self
 
     @property

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 import flowgrad as fg
+from flowgrad._atomic import check_writable
 from flowgrad.training.datasets import load_dataset
 from flowgrad.training.model import predict_logits
 from flowgrad.training.plots import plot_confusion
@@ -70,14 +71,41 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) 
     return np.bincount(flat, minlength=classes * classes).reshape(classes, classes)
 
 
+def _confusion_target(out: str | os.PathLike) -> Path:
+    """Where ``out`` puts the confusion matrix: itself if it ends in .png (its folder must
+    exist), else ``confusion.png`` inside that folder, created if its parent exists (the one
+    folder named, never its parents)."""
+    text = os.fspath(out)
+    if not str(text).strip():
+        raise ValueError("out: the path is empty (give a folder or a .png file)")
+    target = Path(out).expanduser()
+    if target.suffix.lower() == ".png":
+        check_writable(target)
+        return target
+    if target.is_dir():
+        return target / CONFUSION_FILE
+    if target.exists():
+        raise ValueError(f"out: {target} is neither a folder nor a .png file")
+    if target.suffix:
+        raise ValueError(f"out: {target} is neither a folder nor a .png file (the picture "
+                         "is a PNG)")
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"out: folder {target.parent} does not exist (only the "
+                                f"folder {target.name} itself would be created)")
+    target.mkdir()  # the one folder asked for; never its parents
+    return target / CONFUSION_FILE
+
+
 def evaluate(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
              data_dir: str | os.PathLike | None = None, plot: bool = True) -> Evaluation:
     """Accuracy, per-class accuracy and the confusion matrix of a run on its test split.
 
     Args:
         run_dir: a run folder written by :func:`train`.
-        out: where to write the confusion-matrix PNG: a ``.png`` file, or a folder that
-            gets ``confusion.png``; ``None`` means the run folder.
+        out: where to write the confusion-matrix PNG: a ``.png`` file (in an existing
+            folder), or a folder that gets ``confusion.png``; ``None`` means the
+            run folder. Checked before anything is computed; a missing folder is created
+            when its parent exists (never a chain of folders).
         data_dir: where the MNIST-style files are, if not where training found them.
         plot: draw the picture (needs matplotlib).
 
@@ -87,7 +115,8 @@ def evaluate(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
     Raises:
         RunError: a missing, incomplete or corrupt run folder (see :func:`load_run`).
         DataUnavailable: the run's test data cannot be loaded.
-        OSError: the picture cannot be written.
+        ValueError: ``out`` is empty or names neither a folder nor a ``.png`` file.
+        OSError: the picture cannot be written (a missing folder, say).
         ImportError: ``plot`` and matplotlib is not installed.
     """
     run = load_run(run_dir)
@@ -95,6 +124,7 @@ def evaluate(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
         from flowgrad.viz.figures import require
 
         require("matplotlib", "drawing the confusion matrix")
+        target = run.run_dir / CONFUSION_FILE if out is None else _confusion_target(out)
     splits = load_dataset(run.config.dataset,
                           data_dir if data_dir is not None else run.config.data_dir)
     logits = predict_logits(run.model, splits.x_test)
@@ -108,13 +138,6 @@ def evaluate(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
                         confusion=confusion, per_class_accuracy=per_class,
                         classes=run.classes, samples=len(splits.y_test))
     if plot:
-        if out is None:
-            target = run.run_dir / CONFUSION_FILE
-        else:
-            target = Path(out).expanduser()
-            if target.suffix.lower() != ".png":
-                target = target / CONFUSION_FILE
-            target.parent.mkdir(parents=True, exist_ok=True)
         result.confusion_path = plot_confusion(
             confusion, run.classes, target,
             title=f"{run.config.dataset} test set ({result.samples} samples): accuracy "

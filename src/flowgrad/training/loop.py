@@ -37,7 +37,8 @@ from flowgrad.training.rundir import (
     EpochMetrics,
     _config_document,
     _make_run_dir,
-    _metrics_csv,
+    _remove_unfinished,
+    _write_epoch,
 )
 
 __all__ = [
@@ -121,20 +122,24 @@ def train(config: TrainConfig, progress: bool = True,
     rows of every batch and the result equals one process's run with the same batch size;
     only rank 0 logs and writes the run folder (see :mod:`flowgrad.training.parallel`).
 
+    The run folder never mixes two runs: one that already holds a run is refused unless
+    ``config.overwrite`` (then its run files are removed first). A run that fails or is
+    interrupted before its first epoch is written removes the files and folders it made;
+    after that, each epoch's checkpoint and metrics are written together (Ctrl-C waits for
+    both), so the folder always holds one consistent epoch.
+
     Returns:
         A :class:`RunResult` (on every process).
 
     Raises:
         ValueError: an invalid option (see :meth:`TrainConfig.validate`).
+        FileExistsError: ``config.out`` holds a run and ``config.overwrite`` is False.
         DataUnavailable: (an ``OSError``) the dataset cannot be loaded (see
             :func:`load_dataset`).
         OSError: the run folder cannot be created or written.
         FloatingPointError: the loss became NaN or infinite (learning rate too large).
         ImportError: ``plot`` and matplotlib is not installed.
     """
-    from flowgrad import data
-    from flowgrad.nn import functional as F
-
     started = time.perf_counter()
     config = dataclasses.replace(config)  # validates; the caller's copy stays untouched
     # Every step allocates the same arrays again; keep their memory mapped between steps.
@@ -143,18 +148,42 @@ def train(config: TrainConfig, progress: bool = True,
     if not replicas.is_main:
         log, progress = None, False
 
+    created: list[Path] = []  # folders this run made, removed if it fails before epoch 1
+
     def set_up() -> tuple[Any, Path | None]:
         if plot:
             from flowgrad.viz.figures import require
 
             require("matplotlib", "plotting the curves")  # before the work it would draw
         splits = load_dataset(config.dataset, config.data_dir, config.download)
-        return splits, _make_run_dir(config.out, config.dataset) if replicas.is_main else None
+        return splits, (_make_run_dir(config.out, config.dataset, config.overwrite, created)
+                        if replicas.is_main else None)
 
-    # Checked on every process before any of them waits for the others (parallel.py).
-    splits, run_dir = replicas.agree(set_up)
-    run_dir = Path(replicas.share(str(run_dir)))
-    config = dataclasses.replace(config, lr=config.learning_rate, out=str(run_dir))
+    metrics: list[EpochMetrics] = []
+    files: dict[str, Path] = {}
+    try:
+        # Checked on every process before any of them waits for the others (parallel.py).
+        splits, run_dir = replicas.agree(set_up)
+        run_dir = Path(replicas.share(str(run_dir)))
+        config = dataclasses.replace(config, lr=config.learning_rate, out=str(run_dir))
+        files.update(checkpoint=run_dir / CHECKPOINT_FILE, config=run_dir / CONFIG_FILE,
+                     metrics=run_dir / METRICS_FILE)
+        return _train(config, splits, run_dir, files, metrics, replicas, progress, log, plot,
+                      on_epoch, started)
+    except BaseException:
+        if replicas.is_main and not metrics:
+            _remove_unfinished(list(files.values()), created)
+        raise
+
+
+def _train(config: TrainConfig, splits: Any, run_dir: Path, files: dict[str, Path],
+           metrics: list[EpochMetrics], replicas: Replicas, progress: bool,
+           log: Callable[[str], None] | None, plot: bool,
+           on_epoch: Callable[[EpochMetrics], bool | None] | None,
+           started: float) -> RunResult:
+    """:func:`train` once the run folder exists: ``metrics`` fills as epochs finish."""
+    from flowgrad import data
+    from flowgrad.nn import functional as F
 
     fg.manual_seed(config.seed)
     model = build_model(config.model, splits.image_shape, config.hidden, len(splits.classes))
@@ -167,8 +196,6 @@ def train(config: TrainConfig, progress: bool = True,
     loader = data.DataLoader(data.TensorDataset(splits.x_train, splits.y_train),
                              batch_size=config.batch_size, shuffle=True, seed=config.seed)
 
-    files = {"checkpoint": run_dir / CHECKPOINT_FILE, "config": run_dir / CONFIG_FILE,
-             "metrics": run_dir / METRICS_FILE}
     if replicas.is_main:
         document = _config_document(config, splits, model)
         if replicas.active:
@@ -188,7 +215,6 @@ def train(config: TrainConfig, progress: bool = True,
         from flowgrad.optim.lr_scheduler import CosineAnnealingLR
 
         scheduler = CosineAnnealingLR(optimizer, T_max=config.epochs)
-    metrics: list[EpochMetrics] = []
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -226,11 +252,12 @@ def train(config: TrainConfig, progress: bool = True,
             test_loss, test_acc = _evaluate_arrays(model, splits.x_test, splits.y_test)
         m = EpochMetrics(epoch, loss_sum / seen, correct / seen, test_loss, test_acc,
                          time.perf_counter() - t0)
-        metrics.append(m)
         if replicas.is_main:
-            fg.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "epoch": epoch}, files["checkpoint"])
-            _atomic.write_text(files["metrics"], _metrics_csv(metrics))
+            _write_epoch(files["checkpoint"], {"model": model.state_dict(),
+                                               "optimizer": optimizer.state_dict(),
+                                               "epoch": epoch},
+                         files["metrics"], [*metrics, m])
+        metrics.append(m)
         if log is not None:
             log(format_epoch(m, config.epochs))
         if scheduler is not None:

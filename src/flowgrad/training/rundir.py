@@ -7,12 +7,15 @@ per epoch) and ``curves.png``; ``flowgrad evaluate`` adds ``confusion.png``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
 import json
 import os
 import platform
+import signal
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +25,7 @@ from typing import Any
 import numpy as np
 
 import flowgrad as fg
+from flowgrad._atomic import atomic_write
 from flowgrad.training.config import TrainConfig
 from flowgrad.training.datasets import DatasetSplits
 from flowgrad.training.model import build_model
@@ -77,15 +81,96 @@ def _default_run_dir(dataset: str) -> Path:
     return run_dir
 
 
-def _make_run_dir(out: str | os.PathLike | None, dataset: str) -> Path:
+#: Every file a run folder may hold; ``overwrite`` removes exactly these (nothing else).
+RUN_FILES: tuple[str, ...] = (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, CURVES_FILE,
+                              CONFUSION_FILE)
+
+
+def _make_run_dir(out: str | os.PathLike | None, dataset: str, overwrite: bool = False,
+                  created: list[Path] | None = None) -> Path:
+    """Create (or, with ``overwrite``, clear) the run folder; never mix two runs in one.
+
+    A folder that already holds a run's files is refused unless ``overwrite``, which removes
+    those files first (and only those), so the new run starts fresh. The folders made here
+    are appended to ``created``, so a run that fails before its first epoch can remove them.
+
+    Raises:
+        FileExistsError: ``out`` is a file, or a folder holding a run (without overwrite).
+        OSError: the folder cannot be created or cleared.
+    """
     run_dir = _default_run_dir(dataset) if out is None else Path(out).expanduser()
     if run_dir.exists() and not run_dir.is_dir():
         raise FileExistsError(f"run folder {run_dir} exists and is not a folder")
+    if run_dir.is_dir():
+        held = sorted(name for name in RUN_FILES if (run_dir / name).is_file())
+        if held and not overwrite:
+            raise FileExistsError(f"run folder {run_dir} already holds a run "
+                                  f"({', '.join(held)}); choose another folder, or "
+                                  "overwrite it (--overwrite) to start afresh")
+        try:
+            for name in held:
+                (run_dir / name).unlink()
+        except OSError as exc:
+            raise OSError(f"cannot clear run folder {run_dir}: {exc.strerror or exc}") \
+                from exc
+        return run_dir
+    missing = [run_dir, *(p for p in run_dir.parents if not p.exists())]
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        for folder in reversed(missing):
+            folder.mkdir()
+            if created is not None:
+                created.append(folder)
+    except FileExistsError:  # made meanwhile by someone else: theirs, not ours to remove
+        pass
     except OSError as exc:
         raise OSError(f"cannot create run folder {run_dir}: {exc.strerror or exc}") from exc
     return run_dir
+
+
+def _remove_unfinished(written: Sequence[Path], created: Sequence[Path]) -> None:
+    """Undo a run that ended before its first epoch: its files, then the folders it made
+    (each only if empty, innermost first). Best effort: it runs while an error propagates."""
+    for path in written:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+    for folder in reversed(created):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+@contextlib.contextmanager
+def _interrupt_deferred() -> Any:
+    """Hold Ctrl-C until the block is done (in the main thread; elsewhere no signal comes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and previous != signal.SIG_IGN:
+        if callable(previous):
+            previous(signal.SIGINT, None)  # Python's own handler raises KeyboardInterrupt
+        else:
+            raise KeyboardInterrupt
+
+
+def _write_epoch(checkpoint: Path, state: dict, metrics_path: Path,
+                 metrics: Sequence[EpochMetrics]) -> None:
+    """Write an epoch's checkpoint and metrics as one step: both to temporary files, then
+    both renamed, with Ctrl-C held meanwhile, so an interruption leaves both at the same
+    epoch (the previous one or this one)."""
+    text = _metrics_csv(metrics)
+    with _interrupt_deferred():
+        with atomic_write(checkpoint) as ckpt, atomic_write(metrics_path, binary=False) as csv_:
+            fg.save(state, ckpt)
+            csv_.write(text)
 
 
 def _config_document(config: TrainConfig, splits: DatasetSplits, model: Any) -> dict:
@@ -170,6 +255,11 @@ class Run:
     image_shape: tuple[int, int]
 
 
+def _json_kind(value: Any) -> str:
+    return {list: "array", str: "string", bool: "true/false", type(None): "null"}.get(
+        type(value), "number")
+
+
 def load_run(run_dir: str | os.PathLike) -> Run:
     """Load a run folder written by :func:`train`: its config and its trained model.
 
@@ -186,20 +276,33 @@ def load_run(run_dir: str | os.PathLike) -> Run:
         raise RunError(f"{run_dir} is not a flowgrad run folder: no {CONFIG_FILE}")
     try:
         info = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunError(f"{config_path} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise RunError(f"{config_path} nests too deeply to be a run config") from None
+    if not isinstance(info, dict):
+        raise RunError(f"{config_path} is not a flowgrad run config: it holds a JSON "
+                       f"{_json_kind(info)}, not an object")
+    data = info.get("data")
+    if not isinstance(data, dict):
+        raise RunError(f"{config_path} is not a flowgrad run config: it has no 'data' object")
+    for field in ("image_shape", "classes"):
+        if not isinstance(data.get(field), list):
+            raise RunError(f"{config_path} is not a flowgrad run config: it has no list "
+                           f"'data.{field}'")
+    try:
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         options = {k: v for k, v in info.items() if k in known and k != "model"}
         section = info.get("model")
         # Runs from before --model existed hold only the MLP.
         options["model"] = section.get("name", "mlp") if isinstance(section, dict) else "mlp"
         config = TrainConfig(**options)
-        shape = info["data"]["image_shape"]
+        shape = data["image_shape"]
         image_shape = (int(shape[0]), int(shape[1]))
-        classes = tuple(str(c) for c in info["data"]["classes"])
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunError(f"{config_path} is not valid JSON ({exc})") from None
-    except (KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:
-        raise RunError(f"{config_path} is not a flowgrad run config ({type(exc).__name__}: "
-                       f"{exc})") from None
+        classes = tuple(str(c) for c in data["classes"])
+    except (TypeError, IndexError, ValueError) as exc:
+        raise RunError(f"{config_path} is not a valid flowgrad run config: "
+                       f"{str(exc).splitlines()[0]}") from None
 
     checkpoint = run_dir / CHECKPOINT_FILE
     if not checkpoint.is_file():
@@ -215,8 +318,10 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     try:
         model.load_state_dict(state["model"])
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+        # One line that still names every mismatched key and both shapes.
+        details = "; ".join(line.strip() for line in str(exc).splitlines()[1:]) or str(exc)
         raise RunError(f"{checkpoint} does not fit the network in {CONFIG_FILE}: "
-                       f"{str(exc).splitlines()[0]}") from None
+                       f"{details}") from None
     model.eval()
     return Run(run_dir=run_dir, config=config, info=info, model=model, classes=classes,
                image_shape=image_shape)

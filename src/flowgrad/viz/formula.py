@@ -59,7 +59,8 @@ __all__ = [
 
 #: Longest formula accepted, in characters.
 MAX_LENGTH = 500
-#: Deepest nesting accepted (each operator, call or operand is one level).
+#: Deepest nesting accepted (each call, unary operator, power or operand is one level; a
+#: flat chain such as ``a + b - c + d`` counts once, however long).
 MAX_DEPTH = 50
 
 #: The functions a formula may call, each taking one argument.
@@ -295,7 +296,10 @@ def _check_tree(tree: ast.Expression) -> None:
         if isinstance(node, ast.BinOp):
             if type(node.op) not in _BINARY_SYMBOLS:
                 raise FormulaError(f"operator not allowed{_where(node)}; use + - * / ** only")
-            stack.append((node.left, depth + 1))
+            # A flat chain (x + x + ... + x, left-associative) is one level however long:
+            # only its right operands nest. MAX_LENGTH bounds the chain itself.
+            flat = not isinstance(node.op, ast.Pow)
+            stack.append((node.left, depth if flat else depth + 1))
             stack.append((node.right, depth + 1))
             continue
         if isinstance(node, ast.Call):

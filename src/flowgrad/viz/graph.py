@@ -386,8 +386,7 @@ def _run_dot(source: str, fmt: str, dpi: int | None = None) -> bytes:
 
 
 def _write(path: Path, data: bytes) -> None:
-    # Drawings may go into a folder that does not exist yet; the write itself is atomic.
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Atomic; a missing folder is an error naming it (never created behind the caller's back).
     write_bytes(path, data)
 
 
