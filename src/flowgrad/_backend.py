@@ -141,7 +141,8 @@ def expand(arr: Any, shape: tuple) -> Any:
 
 def one(shape: tuple, dtype: Any) -> Any:
     """A one-element array of ``shape`` (all sizes 1) holding 1."""
-    return np.array(1, dtype=dtype).reshape(shape)
+    one = np.array(1, dtype=dtype)
+    return one.reshape(shape) if shape else one
 
 
 def scatter_add(target: Any, index: Any, values: Any) -> None:

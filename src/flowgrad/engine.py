@@ -29,11 +29,12 @@ _make = Tensor._make
 def _seed(output: Tensor, gradient: Any) -> Tensor:
     """The gradient to start from: ones for a one-element output, else ``gradient``."""
     if gradient is None:
-        if output.data.size != 1:
+        data = output.data
+        if data.size != 1:
             raise RuntimeError(
                 f"backward() without a gradient needs a one-element (scalar) output, but this "
                 f"one has shape {output.shape}; pass gradient= of that shape")
-        return _make(_backend.one(output.shape, output.dtype), False, None)
+        return _make(_backend.one(data.shape, data.dtype), False, None)
     if isinstance(gradient, Tensor):
         data = gradient.data
         graded = gradient

@@ -32,7 +32,9 @@ def _(g, x, dim, keepdim):
 
 @sum.fast
 def _(xp, g, x, dim, keepdim):
-    return _backend.expand(keep_dims(g, x.shape, dim, keepdim), x.shape)
+    if dim is not None:
+        g = keep_dims(g, x.shape, dim, keepdim)
+    return _backend.expand(g, x.shape)
 
 
 def _count(shape: tuple, dim) -> int:
