@@ -302,7 +302,11 @@ def test_train_the_cnn_from_the_menu(page, url):
     page.select_option("#train-model", "cnn")
     page.fill("#train-epochs", "3")
     page.click("#train-start")
-    page.wait_for_selector("#train-status[data-state='done']", state="attached")
+    # The page may first show the previous test's finished run: wait for this run's end.
+    page.wait_for_function("""() => {
+        const s = document.querySelector('#train-status');
+        return s.dataset.state === 'done' && s.textContent.startsWith('cnn:');
+    }""")
     assert "model=cnn" in page.evaluate("location.hash")
     assert page.text_content("#train-status").startswith("cnn: done, 3 epochs")
     assert float(page.get_attribute("#train-accuracy", "data-value")) > 0.5
