@@ -160,7 +160,9 @@ def create_app(allowed_hosts: Iterable[str] | None = None, limits: Limits = DEFA
     Returns:
         The ASGI app; its ``state.job`` is the :class:`TrainingJob` (closed at shutdown).
     """
-    compute = threading.Lock()  # flowgrad's grad mode is global: one computation at a time
+    # Requests are short and CPU-bound: one at a time keeps each one's latency predictable
+    # on a small machine (grad mode itself is per thread, so this is not for correctness).
+    compute = threading.Lock()
     job = job if job is not None else TrainingJob(limits, compute)
 
     def locked(handler: Callable[..., Any], body: Any) -> Any:
