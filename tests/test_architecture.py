@@ -27,7 +27,7 @@ from flowgrad.tensor import Tensor
 SRC = Path(__file__).resolve().parents[1] / "src"
 PKG = SRC / "flowgrad"
 CORE = ["_backend", "errors", "tensor", "graph", "creation", "engine", "methods",
-        "transforms", "gradcheck"] + [f"ops.{p.stem}" for p in (PKG / "ops").glob("*.py")
+        "transforms", "anomaly", "gradcheck"] + [f"ops.{p.stem}" for p in (PKG / "ops").glob("*.py")
                                       if p.stem != "__init__"] + ["ops"]
 
 

@@ -17,6 +17,13 @@ from typing import Any
 
 from flowgrad import graph, methods  # noqa: F401  (methods installs Tensor's methods)
 from flowgrad._backend import bool_, float32, float64, int64
+from flowgrad.anomaly import (
+    AnomalyError,
+    detect_anomaly,
+    is_anomaly_check_nan_enabled,
+    is_anomaly_enabled,
+    set_detect_anomaly,
+)
 from flowgrad.creation import (
     arange,
     eye,
@@ -32,7 +39,7 @@ from flowgrad.creation import (
     zeros_like,
 )
 from flowgrad.errors import DtypeError, ShapeError
-from flowgrad.gradcheck import GradcheckError, gradcheck  # noqa: I001  (needs numpy only)
+from flowgrad.gradcheck import GradcheckError, gradcheck, gradcheck_nodes  # noqa: I001
 from flowgrad.graph import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from flowgrad.ops.arithmetic import (
     add,
@@ -126,7 +133,8 @@ from flowgrad.transforms import grad, hessian, jacobian, jvp, value_and_grad, vj
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"nn", "optim", "data", "viz", "engine", "serialize", "training", "distributed"}
+_SUBMODULES = {"nn", "optim", "data", "viz", "engine", "serialize", "training", "distributed",
+               "profiler"}
 
 
 def __getattr__(name: str) -> Any:

@@ -19,7 +19,7 @@ from typing import Any
 
 from flowgrad import _backend
 from flowgrad.errors import ShapeError
-from flowgrad.graph import FREED_MESSAGE, Node, pop_grad_mode, push_grad_mode
+from flowgrad.graph import FREED_MESSAGE, Node, observer, pop_grad_mode, push_grad_mode
 from flowgrad.ops.shape import clone
 from flowgrad.tensor import POST_ACCUMULATE_HOOKS, Tensor, Version
 
@@ -91,6 +91,7 @@ def _sweep(roots: list[tuple[Tensor, Tensor]], retain_graph: bool, create_graph:
                 wanted[t.grad_fn] = None
 
     epoch = Version.epoch
+    watcher = observer()  # a debugging mode (anomaly, profiler) runs the rules; None: off
     mode = push_grad_mode(record)
     token = _backend.quiet()
     try:
@@ -101,7 +102,10 @@ def _sweep(roots: list[tuple[Tensor, Tensor]], retain_graph: bool, create_graph:
                 wanted[node] = g
             if node.epoch != epoch:
                 node.check_versions()
-            grads = node.op.vjp(node, g) if record else node.op.vjp_arrays(node, g)
+            if watcher is None:
+                grads = node.op.vjp(node, g) if record else node.op.vjp_arrays(node, g)
+            else:
+                grads = watcher.backward(node, g, record)
             if retain_graph:
                 node.grad = g if record else _make(g, False, None)
                 node.input_grads = grads if record else tuple(

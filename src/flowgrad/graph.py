@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 _GRAD_ENABLED: contextvars.ContextVar[bool] = contextvars.ContextVar("grad_enabled",
                                                                    default=True)
 grad_enabled = _GRAD_ENABLED.get  # the hot-path read, bound once
+# The debugging modes (anomaly detection, the profiler; see flowgrad.anomaly) watch ops
+# through one object here. None, the default, means nothing is watched: registry.apply and
+# the engine's sweep each read it once (per op, per sweep) and carry on.
+_OBSERVER: contextvars.ContextVar[Any] = contextvars.ContextVar("observer", default=None)
+observer = _OBSERVER.get  # the hot-path read, bound once
 _sequence = itertools.count()
 
 FREED_MESSAGE = (
@@ -67,6 +72,9 @@ class Node:
     # values changed in place after they were saved; see check_versions.
     versions: tuple | None = None
     out_modified = False
+    # Where the user's code created this node (a flowgrad.anomaly.Origin): captured only
+    # while anomaly detection is on, so no node pays for it otherwise.
+    created_at: Any = None
 
     def __init__(self, op: OpDef, inputs: tuple, arrays: list, params: dict, value: Any,
                  saved: Any = None, versions: tuple | None = None, xp: Any = _backend.xp):
@@ -115,12 +123,14 @@ class Node:
 
     def check_versions(self) -> None:
         """Raise if a value this node saved for its derivative was changed in place since."""
+        # Under anomaly detection the node knows the user's line that created it.
+        made = "" if self.created_at is None else f", created at {self.created_at}"
         if self.out_modified:
             raise RuntimeError(
                 f"one of the values needed for gradient computation has been modified by an "
-                f"in-place operation: the output of {self.name} (node #{self.seq}), which its "
-                f"derivative rule reads. Use an out-of-place operation (y = y + 1 instead of "
-                f"y += 1) or .clone() the value before changing it.")
+                f"in-place operation: the output of {self.name} (node #{self.seq}{made}), "
+                f"which its derivative rule reads. Use an out-of-place operation (y = y + 1 "
+                f"instead of y += 1) or .clone() the value before changing it.")
         if not self.op.saves_inputs:
             return
         saved = self.versions
@@ -134,7 +144,7 @@ class Node:
                     raise RuntimeError(
                         f"one of the values needed for gradient computation has been modified "
                         f"by an in-place operation: input {k - 1} of {self.name} (node "
-                        f"#{self.seq}), a tensor of shape {tuple(x.shape)}, is at version "
+                        f"#{self.seq}{made}), a tensor of shape {tuple(x.shape)}, is at version "
                         f"{now}; expected version {before} instead. Use an out-of-place "
                         f"operation or .clone() it before changing it.")
 

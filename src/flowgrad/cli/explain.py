@@ -5,6 +5,11 @@ Example::
     flowgrad explain "sigmoid(w*x + b)" w=0.5 x=2 b=-1
     flowgrad explain "x*x + sin(x)" x=2 --json
     flowgrad explain -- "-x**2" x=3          # a formula starting with '-' needs '--'
+    flowgrad explain "log(x) * y" x=0 y=1 --graph g.svg   # reports the -inf, draws it red
+
+When the formula creates a NaN or an infinity at the given values (forward, or in a
+derivative rule), the anomaly report of ``fg.detect_anomaly()`` comes first, naming the
+sub-expression, and ``--graph`` colours that node red and what it fed orange.
 
 The formula is parsed by a whitelisting parser (:mod:`flowgrad.viz.formula`) and never
 executed as Python. Any problem with it, or with the values, is one error line and exit
@@ -71,7 +76,7 @@ def parse_assignments(items: list[str]) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flowgrad.viz.explain import explain_formula
+    from flowgrad.viz.explain import explain_formula, find_anomaly
     from flowgrad.viz.formula import FormulaError, compile_formula
 
     try:
@@ -95,15 +100,20 @@ def run(args: argparse.Namespace) -> int:
         check_output(args.graph, "--graph", (".svg", ".png", ".pdf", ".dot", ".gv"),
                      ".svg, .png, .pdf or .dot")
 
+    # Where a NaN or Inf is first created (forward or backward), said before the tables.
+    found = find_anomaly(formula, values)
     explanation = explain_formula(formula, values, max_paths=args.max_paths)
 
+    if found is not None:
+        print(f"anomaly: {found.report()}\n", file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(explanation.to_json())
     else:
         print(explanation.table())
     if args.graph is not None:
+        highlight = explanation.node(found.node_id) if found is not None else None
         try:
-            path = explanation.draw().render(args.graph)
+            path = explanation.draw(highlight=highlight).render(args.graph)
         except RuntimeError as exc:
             raise CLIError(str(exc)) from None
         except OSError as exc:

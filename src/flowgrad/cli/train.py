@@ -4,6 +4,7 @@ Defaults train ``softmax(W2 relu(W1 x + b1) + b2)`` (64-128-10) on the embedded 
 with plain SGD (lr 0.5, cosine decay, batch 32, 30 epochs) in a couple of seconds;
 ``--model cnn`` trains two conv-ReLU-pool blocks and a linear head instead (SGD lr 0.3). The
 run folder gets ``model.npz``, ``config.json``, ``metrics.csv`` and ``curves.png``.
+``--profile`` prints where the first epoch's time went, per op (docs/debugging.md).
 
 Data-parallel: under ``mpiexec -n N`` (or with ``--nproc N``, which starts ``mpiexec``) every
 process trains a replica on its share of each batch and the gradients are averaged, so the
@@ -76,6 +77,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="no progress bar (it only shows when stderr is a terminal)")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress bar and no line per epoch; only the summary")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile the first epoch (training steps and test evaluation) "
+                        "and print, per op, calls, forward and backward time and bytes "
+                        "produced, as fg.profiler.profile().table() does")
     parser.add_argument("--nproc", type=int, default=None, metavar="N",
                         help="train data-parallel on N processes of this machine by starting "
                         "`mpiexec -n N flowgrad train ...` (needs flowgrad[distributed]); "
@@ -118,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     rank = dist.get_rank() if under_mpi else 0
     try:
         result = train(config, progress=not (args.no_progress or args.quiet) and rank == 0,
-                       log=None if args.quiet or rank != 0 else print)
+                       log=None if args.quiet or rank != 0 else print, profile=args.profile)
     except PeerFailed:
         return 2  # the process that failed has said why
     except (DataUnavailable, FloatingPointError, ImportError, OSError, MemoryError) as exc:
@@ -137,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(message) from None
     if rank != 0:
         return 0
+    if result.profile is not None:
+        print(f"profile of epoch 1 (per op, sorted by total time):\n"
+              f"{result.profile.table(sort_by='total')}")
     last = result.metrics[-1]
     correct = round(last.test_accuracy * result.test_samples)
     print(f"test accuracy {100 * last.test_accuracy:.2f}% ({correct}/{result.test_samples}) "

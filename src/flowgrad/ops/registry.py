@@ -41,7 +41,7 @@ from typing import Any
 
 from flowgrad import _backend
 from flowgrad.errors import ShapeError
-from flowgrad.graph import Node, grad_enabled
+from flowgrad.graph import Node, grad_enabled, observer
 from flowgrad.ops._dims import sum_to_shape
 from flowgrad.tensor import Tensor
 
@@ -359,6 +359,9 @@ class OpDef:
 
 def apply(op: OpDef, inputs: tuple, params: dict) -> Tensor:
     """Run ``op`` forward on ``inputs`` and, when a gradient will be needed, record a Node."""
+    watcher = observer()
+    if watcher is not None:  # a debugging mode is on: it runs the op (see flowgrad.anomaly)
+        return watcher.apply(op, inputs, params)
     arrays = []
     needs_grad = versioned = False
     dtype = None

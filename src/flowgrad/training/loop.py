@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -63,6 +64,8 @@ class RunResult:
         files: the files written, by kind (``"checkpoint"``, ``"config"``, ``"metrics"``,
             ``"curves"``).
         train_samples, test_samples: the dataset's sizes.
+        profile: with ``train(..., profile=True)``, the ``fg.profiler.profile`` of the
+            first epoch (``profile.table()`` prints it); else None.
     """
 
     run_dir: Path
@@ -74,6 +77,7 @@ class RunResult:
     files: dict[str, Path] = field(default_factory=dict)
     train_samples: int = 0
     test_samples: int = 0
+    profile: Any = None
 
     @property
     def test_accuracy(self) -> float:
@@ -102,7 +106,8 @@ def _progress_bar(iterable: Any, enabled: bool, desc: str) -> Any:
 
 def train(config: TrainConfig, progress: bool = True,
           log: Callable[[str], None] | None = None, plot: bool = True,
-          on_epoch: Callable[[EpochMetrics], bool | None] | None = None) -> RunResult:
+          on_epoch: Callable[[EpochMetrics], bool | None] | None = None,
+          profile: bool = False) -> RunResult:
     """Train the reference network and write a run folder.
 
     Args:
@@ -116,6 +121,8 @@ def train(config: TrainConfig, progress: bool = True,
             metrics are written; returning True stops training there (the run folder and
             the result then hold the epochs so far). ``flowgrad explore`` streams and stops
             its runs with it.
+        profile: record the first epoch (training steps and the test evaluation) with
+            ``fg.profiler.profile()``; the result's ``profile`` holds it.
 
     Data-parallel: when a process group of several processes is initialized (``flowgrad
     train`` joins one when started by ``mpiexec``), each process trains a replica on its
@@ -169,7 +176,7 @@ def train(config: TrainConfig, progress: bool = True,
         files.update(checkpoint=run_dir / CHECKPOINT_FILE, config=run_dir / CONFIG_FILE,
                      metrics=run_dir / METRICS_FILE)
         return _train(config, splits, run_dir, files, metrics, replicas, progress, log, plot,
-                      on_epoch, started)
+                      on_epoch, started, profile)
     except BaseException:
         if replicas.is_main and not metrics:
             _remove_unfinished(list(files.values()), created)
@@ -180,7 +187,7 @@ def _train(config: TrainConfig, splits: Any, run_dir: Path, files: dict[str, Pat
            metrics: list[EpochMetrics], replicas: Replicas, progress: bool,
            log: Callable[[str], None] | None, plot: bool,
            on_epoch: Callable[[EpochMetrics], bool | None] | None,
-           started: float) -> RunResult:
+           started: float, profile: bool = False) -> RunResult:
     """:func:`train` once the run folder exists: ``metrics`` fills as epochs finish."""
     from flowgrad import data
     from flowgrad.nn import functional as F
@@ -215,41 +222,44 @@ def _train(config: TrainConfig, splits: Any, run_dir: Path, files: dict[str, Pat
         from flowgrad.optim.lr_scheduler import CosineAnnealingLR
 
         scheduler = CosineAnnealingLR(optimizer, T_max=config.epochs)
+    profiler = fg.profiler.profile() if profile else None
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
-        # Overflow warnings would only precede the clear error raised below.
-        with np.errstate(over="ignore", invalid="ignore"):
-            for xb, yb in _progress_bar(loader, progress, f"epoch {epoch}/{config.epochs}"):
-                if replicas.active:
-                    xb, yb, total = replicas.take_rows(xb, yb)
-                    logits = net(xb)
-                    # Sum x P / B: DDP's average over the P processes is then the mean
-                    # over the global batch of B, whatever the (uneven) shares.
-                    batch_sum = F.cross_entropy(logits, yb, reduction="sum")
-                    loss = batch_sum * (replicas.size / total)
-                    value = batch_sum.item()
-                else:
-                    logits = model(xb)
-                    loss = F.cross_entropy(logits, yb)
-                    value = loss.item() * len(yb)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                if not math.isfinite(value):
-                    raise FloatingPointError(
-                        f"training diverged in epoch {epoch} (the loss became {value}); "
-                        f"try a smaller learning rate than {config.lr:g}")
-                loss_sum += value
-                correct += int((logits.numpy().argmax(axis=1) == yb.numpy()).sum())
-                seen += len(yb)
-        model.eval()
-        if replicas.active:
-            loss_sum, correct, seen = replicas.sum(loss_sum, correct, seen)
-            test_loss, test_acc = replicas.evaluate(model, splits.x_test, splits.y_test)
-        else:
-            test_loss, test_acc = _evaluate_arrays(model, splits.x_test, splits.y_test)
+        recording = profiler if profiler is not None and epoch == 1 else contextlib.nullcontext()
+        with recording:  # only the first epoch is profiled
+            model.train()
+            loss_sum, correct, seen = 0.0, 0, 0
+            # Overflow warnings would only precede the clear error raised below.
+            with np.errstate(over="ignore", invalid="ignore"):
+                for xb, yb in _progress_bar(loader, progress, f"epoch {epoch}/{config.epochs}"):
+                    if replicas.active:
+                        xb, yb, total = replicas.take_rows(xb, yb)
+                        logits = net(xb)
+                        # Sum x P / B: DDP's average over the P processes is then the mean
+                        # over the global batch of B, whatever the (uneven) shares.
+                        batch_sum = F.cross_entropy(logits, yb, reduction="sum")
+                        loss = batch_sum * (replicas.size / total)
+                        value = batch_sum.item()
+                    else:
+                        logits = model(xb)
+                        loss = F.cross_entropy(logits, yb)
+                        value = loss.item() * len(yb)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    if not math.isfinite(value):
+                        raise FloatingPointError(
+                            f"training diverged in epoch {epoch} (the loss became {value}); "
+                            f"try a smaller learning rate than {config.lr:g}")
+                    loss_sum += value
+                    correct += int((logits.numpy().argmax(axis=1) == yb.numpy()).sum())
+                    seen += len(yb)
+            model.eval()
+            if replicas.active:
+                loss_sum, correct, seen = replicas.sum(loss_sum, correct, seen)
+                test_loss, test_acc = replicas.evaluate(model, splits.x_test, splits.y_test)
+            else:
+                test_loss, test_acc = _evaluate_arrays(model, splits.x_test, splits.y_test)
         m = EpochMetrics(epoch, loss_sum / seen, correct / seen, test_loss, test_acc,
                          time.perf_counter() - t0)
         if replicas.is_main:
@@ -273,7 +283,7 @@ def _train(config: TrainConfig, splits: Any, run_dir: Path, files: dict[str, Pat
     return RunResult(run_dir=run_dir, config=config, metrics=metrics,
                      seconds=time.perf_counter() - started, model=model,
                      optimizer=optimizer, files=files, train_samples=len(splits.x_train),
-                     test_samples=len(splits.x_test))
+                     test_samples=len(splits.x_test), profile=profiler)
 
 
 def benchmark_epoch(n_samples: int = 60_000, in_features: int = 784, hidden: int = 256,

@@ -39,11 +39,13 @@ from flowgrad.viz.formula import Formula, compile_formula
 
 __all__ = [
     "Explanation",
+    "FormulaAnomaly",
     "GradientReport",
     "NodeReport",
     "PathReport",
     "explain",
     "explain_formula",
+    "find_anomaly",
 ]
 
 #: Paths listed per variable by default; the sum always covers every path.
@@ -264,8 +266,18 @@ class Explanation:
     def __str__(self) -> str:
         return self.table()
 
+    def node(self, node_id: str) -> Any:
+        """The graph node with report id ``node_id`` (``"n2"``), e.g. for ``draw(highlight=)``."""
+        for obj, rep in zip(self._node_objects, self.nodes):
+            if rep.id == node_id:
+                return obj
+        raise KeyError(f"no node {node_id!r} in this explanation")
+
     def draw(self, **options: Any):
-        """The formula's dataflow graph with variable names and node ids, via ``draw_graph``."""
+        """The formula's dataflow graph with variable names and node ids, via ``draw_graph``.
+
+        ``highlight=`` a node (see :meth:`node`) colours it red and what it fed orange.
+        """
         from flowgrad.viz.graph import draw_graph
 
         if self._output_tensor is None:
@@ -502,6 +514,75 @@ def _explain(f: Formula, nums: dict[str, float], max_paths: int) -> Explanation:
         _inputs=inputs,
         _node_objects=nodes,
     )
+
+
+@dataclass
+class FormulaAnomaly:
+    """Where evaluating or differentiating a formula first created a NaN or an infinity.
+
+    Attributes:
+        error: the :class:`flowgrad.AnomalyError` anomaly mode raised.
+        expr: the sub-expression whose operation created it, e.g. ``"log(x)"``.
+        node_id: that operation's id in the :class:`Explanation` (``"n2"``).
+    """
+
+    error: Any
+    expr: str
+    node_id: str
+
+    def report(self) -> str:
+        """The anomaly report, naming the sub-expression instead of a source line."""
+        return self.error.report(where=f"in {self.node_id} = {self.expr}")
+
+
+def find_anomaly(formula: str | Formula, values: Mapping[str, Any]) -> FormulaAnomaly | None:
+    """Evaluate ``formula`` at ``values`` and differentiate it under ``fg.detect_anomaly()``.
+
+    Returns:
+        The first operation that created a NaN or ±Inf from finite values, forward or in its
+        derivative rule, as a :class:`FormulaAnomaly`; None when every value and gradient
+        stayed finite (or only passed on a non-finite value the inputs already held).
+
+    Example:
+        >>> found = find_anomaly("log(x) * y", {"x": 0.0, "y": 1.0})
+        >>> found.expr, found.error.direction, found.error.kind
+        ('log(x)', 'forward', '-Inf')
+    """
+    import flowgrad as fg
+    from flowgrad.tensor import Tensor
+    from flowgrad.viz.formula import _postorder
+
+    f = formula if isinstance(formula, Formula) else compile_formula(formula)
+    nums = {n: _to_float(n, values[n]) for n in f.variables}
+    inputs = {n: fg.tensor(np.float64(v), requires_grad=True) for n, v in nums.items()}
+    order = _postorder(f.expr)
+    done: list[Any] = []  # the sub-expressions evaluated so far, in order
+    made: list[tuple[Any, Any]] = []  # (node, sub-expression), in creation order
+
+    def remember(e: Any, result: Any) -> None:
+        done.append(e)
+        if isinstance(result, Tensor) and result.grad_fn is not None \
+                and all(node is not result.grad_fn for node, _ in made):
+            made.append((result.grad_fn, e))
+
+    try:
+        with fg.detect_anomaly():
+            out = f.evaluate(inputs, on_result=remember)
+            if out.requires_grad:
+                out.backward()
+    except fg.AnomalyError as err:
+        for k, (node, e) in enumerate(made):
+            if node is err.node:  # a derivative rule, or an op recorded before
+                return FormulaAnomaly(err, e.to_text(), _node_id(f, k))
+        # The forward of the next sub-expression raised: it is the next node.
+        return FormulaAnomaly(err, order[len(done)].to_text(), _node_id(f, len(made)))
+    return None
+
+
+def _node_id(f: Formula, k: int) -> str:
+    # As _explain numbers the nodes (n1, n2, ...; node1, ... if a variable is called n1).
+    prefix = "node" if any(re.fullmatch(r"n\d+", n) for n in f.variables) else "n"
+    return f"{prefix}{k + 1}"
 
 
 def _paths_to(

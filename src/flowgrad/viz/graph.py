@@ -71,7 +71,13 @@ _STYLE = {
     "input": 'shape=box, style="filled,rounded", fillcolor="#d5f0d5", color="#3c8d3c"',
     "data": 'shape=box, style="filled,rounded,dashed", fillcolor="#eeeeee", color="#777777"',
     "const": 'shape=plaintext, fontcolor="#555555"',
+    # highlight=: the culprit (an anomaly's or a wrong rule's node) and what it fed
+    "culprit": 'shape=ellipse, style="filled,bold", fillcolor="#ec7063", color="#922b21", '
+    "penwidth=2.5",
+    "fed": 'shape=ellipse, style=filled, fillcolor="#f5b041", color="#b9770e"',
 }
+_CULPRIT_COLOR = "#c0392b"
+_FED_COLOR = "#d35400"
 
 
 class GraphFreedError(RuntimeError):
@@ -110,7 +116,7 @@ def _summary(arr: Any) -> str:
         return f"{_shape(a.shape)} int, [{a.min()}, {a.max()}]"
     mean, lo, hi = float(a.mean()), float(a.min()), float(a.max())
     # A mean that is rounding noise next to the spread reads better as 0 than as 1e-11.
-    if abs(mean) <= 1e-6 * max(abs(lo), abs(hi)):
+    if np.isfinite(mean) and abs(mean) <= 1e-6 * max(abs(lo), abs(hi)):
         mean = 0.0
     return f"{_shape(a.shape)}  μ {_num(mean, 3)}  [{_num(lo, 3)}, {_num(hi, 3)}]"
 
@@ -171,6 +177,30 @@ def _local_derivatives(node: Any) -> tuple | None:
     return tuple(None if g is None or g.numel() != 1 else float(g.item()) for g in grads)
 
 
+def _highlighted(nodes: list, highlight: Any) -> tuple[Any, set[int]]:
+    """The node to colour red and the ids of the nodes it fed, in the walked graph."""
+    if highlight is None:
+        return None, set()
+    from flowgrad.graph import Node
+    from flowgrad.tensor import Tensor
+
+    target = highlight
+    if isinstance(target, Tensor):
+        target = target.grad_fn
+    elif not isinstance(target, Node) and hasattr(target, "node"):
+        target = target.node  # AnomalyError, GradcheckError, NodeCheck
+    if target is None or not any(n is target for n in nodes):
+        raise ValueError(f"highlight={highlight!r} is not a node of this graph")
+    fed: set[int] = set()
+    for node in nodes:  # forward order: a node's inputs come first
+        for inp in node.inputs:
+            fn = getattr(inp, "grad_fn", None)
+            if fn is not None and (fn is target or id(fn) in fed):
+                fed.add(id(node))
+                break
+    return target, fed
+
+
 def _html_lines(lines: list[tuple[str, str | None, bool]]) -> str:
     """HTML-like label from (text, colour, bold) lines."""
     parts = []
@@ -202,6 +232,7 @@ def graph_source(
     title: str | None = None,
     node_notes: Mapping[Any, str] | None = None,
     rankdir: str | None = None,
+    highlight: Any = None,
 ) -> str:
     """The Graphviz DOT text of the dataflow graph that produced ``output`` (a pure function).
 
@@ -219,12 +250,16 @@ def graph_source(
             top), ``"RL"`` or ``"BT"``. Default: ``"LR"`` for scalar graphs, whose short
             labels read well in a row, and ``"TB"`` when tensors flow, whose longer labels
             would make a row too wide.
+        highlight: a node to single out, coloured red, with every node it fed (directly or
+            further down) orange: a Node, a Tensor (its ``grad_fn``), or anything with a
+            ``.node`` (``fg.AnomalyError``, ``fg.GradcheckError``, a gradcheck ``NodeCheck``).
 
     Returns:
         The DOT source text.
 
     Raises:
         GraphFreedError: the graph was freed by ``backward()`` without ``retain_graph``.
+        ValueError: ``highlight`` is not a node of this graph.
     """
     from flowgrad.tensor import Tensor
 
@@ -237,10 +272,11 @@ def graph_source(
     notes = {id(k): v for k, v in (node_notes or {}).items()}
     node_key = {id(n): f"op{i}" for i, n in enumerate(nodes)}
     out_node = output.grad_fn
+    culprit, fed = _highlighted(nodes, highlight)
 
     leaves: dict[int, _Leaf] = {}
     consts: list[tuple[str, str]] = []
-    edges: list[tuple[str, str, str | None]] = []
+    edges: list[tuple[str, str, str | None, str | None]] = []
     shown: set[str] = set()  # which kinds of edge labels appear, for the legend
 
     def leaf_for(t: Any) -> str:
@@ -291,13 +327,19 @@ def graph_source(
                     if np.size(value) == 1:
                         lines.append((f"∂={_num(local[i])}", _LOCAL_COLOR, False))
                         shown.add("local")
-                edges.append((src, dst, _html_lines(lines) if lines else None))
+                color = None
+                if culprit is not None and inp.grad_fn is not None:
+                    if inp.grad_fn is culprit:
+                        color = _CULPRIT_COLOR
+                    elif id(inp.grad_fn) in fed:
+                        color = _FED_COLOR
+                edges.append((src, dst, _html_lines(lines) if lines else None, color))
             elif inp is None:
                 continue
             else:
                 key = f"const{len(consts)}"
                 consts.append((key, _summary(inp)))
-                edges.append((key, dst, None))
+                edges.append((key, dst, None, None))
 
     out: list[str] = [
         "digraph flowgrad {",
@@ -320,6 +362,9 @@ def graph_source(
         caption.append("edges: " + "   ".join(legend))
         if show_values and any(np.size(n.value) != 1 for n in nodes):
             caption.append("tensors: shape  μ mean  [min, max]")
+    if culprit is not None:
+        caption.append(f'<FONT COLOR="{_CULPRIT_COLOR}">red: {_esc(culprit.name)}</FONT>'
+                       f'   <FONT COLOR="{_FED_COLOR}">orange: what it fed</FONT>')
     if caption:
         out.append(f"  label=<{'<BR/>'.join(caption)}>;")
 
@@ -348,9 +393,16 @@ def graph_source(
                 lines.append((f"out {_summary(node.value)}", _VALUE_COLOR, False))
             if show_grads and node.grad is not None:
                 lines.append((f"∇ {_summary(node.grad.data)}", _GRAD_COLOR, False))
+        if node is culprit:
+            style = _STYLE["culprit"]
+        elif id(node) in fed:
+            style = _STYLE["fed"] + (", penwidth=2" if node is out_node else "")
         out.append(f"  {node_key[id(node)]} [label={_html_lines(lines)}, {style}];")
-    for src, dst, label in edges:
-        out.append(f"  {src} -> {dst}" + (f" [label={label}];" if label else ";"))
+    for src, dst, label, color in edges:
+        attrs = [f"label={label}"] if label else []
+        if color is not None:
+            attrs.append(f'color="{color}", penwidth=2')
+        out.append(f"  {src} -> {dst}" + (f" [{', '.join(attrs)}];" if attrs else ";"))
     out.append("}")
     return "\n".join(out) + "\n"
 
@@ -468,7 +520,8 @@ def draw_graph(
         show_values: label edges with the values flowing forward.
         show_grads: label edges with the gradients flowing back, and scalar edges with the
             local derivative (the chain-rule factor at that hop).
-        **options: passed to :func:`graph_source` (``title``, ``node_notes``, ``rankdir``).
+        **options: passed to :func:`graph_source` (``title``, ``node_notes``, ``rankdir``,
+            ``highlight``: a node to colour red, with what it fed in orange).
 
     Returns:
         A :class:`GraphDrawing`: ``.source`` is the DOT text, ``.render(path)`` writes an SVG
