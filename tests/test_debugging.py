@@ -580,3 +580,26 @@ def test_train_profile_prints_the_table_for_one_epoch(tmp_path, capsys):
     assert rows["linear"][1:2] == ["92"] and rows["relu"][1] == "46"
     assert rows["cross_entropy"][1] == "46"
     assert rows["linear"][3] == "90"  # backward: two linear layers per training step
+
+
+def test_an_op_applied_through_a_flowgrad_function_names_it_as_via():
+    logits = _t([[np.inf, 1.0, 3.0]])
+    with fg.detect_anomaly():
+        line = _next_line()
+        with pytest.raises(fg.AnomalyError) as info:
+            fg.nn.functional.cross_entropy(logits, fg.tensor([0]))
+    err = info.value
+    assert (err.op, err.kind) == ("cross_entropy", "NaN")
+    assert err.created_at.line == line + 1
+    assert err.created_at.via == "flowgrad.nn.functional.cross_entropy"
+    assert "from inputs without NaN" in str(err) and "inf - inf" in err.hint
+    assert "arguments: reduction='mean'" in str(err)
+
+
+def test_numbers_among_the_inputs_are_described():
+    with fg.detect_anomaly():
+        with pytest.raises(fg.AnomalyError) as info:
+            fg.tensor([3e38, 1.0]) * 10.0
+    assert "input 1: 10 (a number)" in str(info.value)
+    assert "[0] inf (input 0 = 3e+38, input 1 = 10)" in str(info.value)
+    assert "overflow" in info.value.hint

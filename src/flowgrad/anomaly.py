@@ -69,11 +69,31 @@ class Origin(NamedTuple):
     line: int
     function: str
     via: str | None = None
+    code: Any = None  # the frame's code object and instruction, for the columns
+    lasti: int = -1
 
     @property
     def source(self) -> str:
         """The text of that line, stripped ('' when the file cannot be read)."""
         return linecache.getline(self.file, self.line).strip()
+
+    def marked_source(self, indent: str = "") -> list[str]:
+        """The source line and, where Python knows the columns (3.11+), a line of carets
+        under the call that applied the op, as tracebacks show it."""
+        text = linecache.getline(self.file, self.line)
+        if not text.strip():
+            return []
+        lines = [indent + text.strip()]
+        positions = getattr(self.code, "co_positions", None)
+        if positions is not None and self.lasti >= 0:
+            for k, (start, end, col, end_col) in enumerate(positions()):
+                if k == self.lasti // 2:
+                    if start == end == self.line and col is not None and end_col is not None:
+                        lead = len(text) - len(text.lstrip())
+                        if end_col - col < len(text.strip()):  # not the whole line
+                            lines.append(indent + " " * (col - lead) + "^" * (end_col - col))
+                    break
+        return lines
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line} in {self.function}"
@@ -100,7 +120,8 @@ def capture_origin(skip: int = 1) -> Origin | None:
         module = frame.f_globals.get("__name__", "")
         code = frame.f_code
         if not _in_flowgrad(module):
-            return Origin(code.co_filename, frame.f_lineno, code.co_name, via)
+            return Origin(code.co_filename, frame.f_lineno, code.co_name, via, code,
+                          frame.f_lasti)
         if fallback is None and not _machinery(module):
             fallback = Origin(code.co_filename, frame.f_lineno, code.co_name)
             via = f"{module}.{code.co_name}"
@@ -148,8 +169,7 @@ class AnomalyError(RuntimeError):
         elif self.created_at is not None:
             origin = self.created_at
             lines.append(f"  at {origin}" + (f" (via {origin.via})" if origin.via else ""))
-            if origin.source:
-                lines.append(f"      {origin.source}")
+            lines.extend(origin.marked_source("      "))
         else:
             lines.append("  (the op ran outside anomaly mode, so where it was applied is not "
                          "known: run the forward pass inside fg.detect_anomaly() too)")
@@ -193,7 +213,7 @@ def summarize(a: Any) -> str:
     if a is None:
         return "None"
     if not _backend.is_array(a):
-        return f"{_num(a) if isinstance(a, (int, float)) else a!r} (a number)"
+        return f"{_num(a)} (a number)" if isinstance(a, (int, float)) else repr(a)
     if a.ndim == 0 and a.dtype.kind in "fiub":
         return f"{_num(a) if a.dtype.kind != 'b' else bool(a)} (0-d {a.dtype})"
     head = f"shape {tuple(a.shape)} {a.dtype}"

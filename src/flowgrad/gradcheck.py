@@ -253,8 +253,8 @@ def _localised(message: str, checks: NodeChecks) -> GradcheckError:
     lines = [message, f"first wrong derivative rule, in forward order: {node.name} "
                       f"(node #{node.seq})" + (f" at {node.created_at}"
                                                if node.created_at is not None else "")]
-    if node.created_at is not None and node.created_at.source:
-        lines.append(f"    {node.created_at.source}")
+    if node.created_at is not None:
+        lines.extend(node.created_at.marked_source("    "))
     shapes = ", ".join(f"{tuple(a.shape)} {a.dtype}" if _backend.is_array(a) else repr(a)
                        for a in node.arrays)
     lines.append(f"  inputs: {shapes}")

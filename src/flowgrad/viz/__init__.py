@@ -22,7 +22,7 @@ from typing import Any
 
 # `explain` is both a submodule and its main function; binding the function here, at
 # package import, keeps `flowgrad.viz.explain` the function even after the submodule loads.
-from flowgrad.viz.explain import Explanation, explain
+from flowgrad.viz.explain import Explanation, explain, find_anomaly
 from flowgrad.viz.formula import Formula, FormulaError, compile_formula, parse
 
 _SUBMODULES = ("graph", "explain", "formula", "descent", "descent_runs", "derivatives",
@@ -48,6 +48,7 @@ __all__ = [
     "compile_formula",
     "draw_graph",
     "explain",
+    "find_anomaly",
     "graph_source",
     "parse",
 ]
