@@ -79,6 +79,20 @@ def _view(self: Tensor, *shape: Any) -> Tensor:
     return out
 
 
+def _contiguous(self: Tensor) -> Tensor:
+    """This tensor if its memory is row-major (C-contiguous), else a recorded row-major copy
+    (``x.transpose(0, 1).contiguous().view(-1)``, as in PyTorch)."""
+    return self if self.data.flags.c_contiguous else shape.clone(self)
+
+
+def _t(self: Tensor) -> Tensor:
+    """The transpose of a tensor of at most 2 dims (PyTorch's ``Tensor.t``)."""
+    if self.ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is "
+                           f"{self.ndim}D; use transpose(dim0, dim1) or .mT")
+    return self if self.ndim < 2 else shape.transpose(self, 0, 1)
+
+
 # ---------------------------------------------------------------- in-place updates
 
 
@@ -220,6 +234,8 @@ def bind() -> None:
         "double": lambda self: _to(self, _backend.float64),
         "long": lambda self: _to(self, _backend.int64),
         "view": _view,
+        "contiguous": _contiguous,
+        "t": _t,
         # Functions returning several tensors, or dispatching on their arguments.
         "max": lambda self, dim=None, keepdim=False: selection.max(self, dim, keepdim),
         "min": lambda self, dim=None, keepdim=False: selection.min(self, dim, keepdim),
