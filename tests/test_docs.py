@@ -10,8 +10,10 @@ line just before its fence, invisible on the rendered page::
     x, y = fg.data.load_mnist("data", download=True)
     ```
 
-The only reasons accepted are ``network`` and ``gpu``. The blocks of one file run in order
-in one namespace (a later block may use what an earlier one made), in a temporary folder.
+The only reasons accepted are ``network`` and ``gpu``. A block that shows an error on
+purpose says which, and then must raise exactly that (``<!-- raises: AnomalyError -->``).
+The blocks of one file run in order in one namespace (a later block may use what an
+earlier one made), in a temporary folder, in a process of their own.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ SKIP_REASONS = ("network", "gpu")
 
 _FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
 _MARK = re.compile(r"^\s*<!--\s*needs:\s*(\S+)\s*-->\s*$")
+_RAISES = re.compile(r"^\s*<!--\s*raises:\s*(\w+)\s*-->\s*$")
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Block:
     lang: str
     text: str
     needs: str | None
+    raises: str | None = None
 
     @property
     def where(self) -> str:
@@ -65,8 +69,9 @@ def blocks(page: Path) -> list[Block]:
             body.append(line[len(indent):] if line.startswith(indent) else line)
             i += 1
         mark = _MARK.match(lines[start - 1]) if start else None
+        raises = _RAISES.match(lines[start - 1]) if start else None
         out.append(Block(page, start + 1, lang.lower(), "\n".join(body) + "\n",
-                         mark.group(1) if mark else None))
+                         mark.group(1) if mark else None, raises.group(1) if raises else None))
         i += 1
     return out
 
@@ -94,13 +99,19 @@ def run_page(page: Path) -> None:
         try:
             exec(code, namespace)  # noqa: S102 - the repository's own documentation
         except Exception as exc:
-            raise SystemExit(f"{block.where}: {type(exc).__name__}: {exc}") from exc
+            if type(exc).__name__ != block.raises:
+                raise SystemExit(f"{block.where}: {type(exc).__name__}: {exc}") from exc
+        else:
+            if block.raises is not None:
+                raise SystemExit(f"{block.where}: should raise {block.raises}, raised nothing")
 
 
 @pytest.mark.parametrize("page", _python_pages(), ids=lambda p: p.name)
 def test_every_python_block_runs(page, tmp_path):
     # A process per page: the pages define ops and seed generators, which must not leak
-    # into each other or into the rest of the suite.
+    # into each other or into the rest of the suite. Pictures a page draws for itself
+    # (docs/img/...) land in the temporary folder, never in the repository.
+    (tmp_path / "docs" / "img").mkdir(parents=True)
     env = {**os.environ, "FLOWGRAD_CACHE": str(tmp_path / "cache"), "MPLBACKEND": "Agg",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), str(ROOT / "tests"),
                                                        os.environ.get("PYTHONPATH")]))}
