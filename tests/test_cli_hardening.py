@@ -45,6 +45,8 @@ REPORTED = [
     (["descent", "basins", "--seed", "-1"], "--seed must be between 0 and 2**64 - 1"),
     (["derivatives", "--domain=-1e308,1e308"], "--domain: the interval -1e308,1e308 is too wide"),
     (["train", "--hidden", str(10**13), "--out", "big/run"], "out of memory"),
+    (["train", "--dataset", "mnist", "--data-dir", "/proc/nope", "--download"],
+     "cannot create the folder /proc/nope/MNIST/raw"),
     (["explain", "x", "--bogus", "x=1"], None),  # an unknown option: argparse's usage error
 ]
 
@@ -173,7 +175,7 @@ BAD = [
     ["graph", "--lr", "nan"], ["graph", "--lr", "inf"], ["graph", "--out", ""],
     ["graph", "--out", "g.jpg"], ["graph", "--out", "nowhere/g.svg"],
     ["graph", "--out", "folder.svg"],
-    ["descent", "--steps", "0"], ["descent", "--tol", "nan"], ["descent", "--fps", "0"],
+    ["descent", "--steps", "0"], ["descent", "--steps", "100000000"], ["descent", "--tol", "nan"], ["descent", "--fps", "0"],
     ["descent", "--frames", "1"], ["descent", "--dpi", "5"], ["descent", "--window", "1,0,0,1"],
     ["descent", "--start=nan,1"], ["descent", "--lr=-1"], ["descent", "--lr", "abc"],
     ["descent", "--out", ""], ["descent", "--out", "x.jpg"], ["descent", "--gif", "x.png"],

@@ -23,6 +23,9 @@ from typing import Any
 from flowgrad.cli import CLIError, check_output, check_seed
 
 MODES = ("2d", "1d", "basins")
+#: Every path is kept to be drawn; far more steps than a picture can show would only fill
+#: memory (``--steps 100000000`` ran out of it).
+MAX_STEPS = 100_000
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -168,8 +171,8 @@ def run(args: argparse.Namespace) -> int:
         check_output(out, "--out", (".png", ".svg", ".pdf"), ".png or .svg")
     if args.gif is not None:
         check_output(args.gif, "--gif", (".gif",))
-    if args.steps is not None and args.steps < 1:
-        raise CLIError(f"--steps must be at least 1, got {args.steps}")
+    if args.steps is not None and not 1 <= args.steps <= MAX_STEPS:
+        raise CLIError(f"--steps must be between 1 and {MAX_STEPS:,}, got {args.steps}")
     if not (args.tol > 0):
         raise CLIError(f"--tol must be positive, got {args.tol:g}")
     if args.fps < 1:

@@ -144,7 +144,11 @@ def download_file(filename: str, folder: str | os.PathLike, mirrors: Iterable[st
     folder = Path(folder)
     # The folders made here go again if no file arrives (innermost first, each if empty).
     made = [p for p in (folder, *folder.parents) if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DownloadError(f"cannot download {filename}: cannot create the folder {folder} "
+                            f"({exc.strerror or exc})") from None
     try:
         return _fetch(filename, folder, mirrors, expected, timeout, progress)
     except BaseException:
