@@ -603,3 +603,31 @@ def test_numbers_among_the_inputs_are_described():
     assert "input 1: 10 (a number)" in str(info.value)
     assert "[0] inf (input 0 = 3e+38, input 1 = 10)" in str(info.value)
     assert "overflow" in info.value.hint
+
+
+def test_gradcheck_nodes_says_why_a_node_was_not_checked_or_failed():
+    @fg.op("dbg_crashing_rule")
+    def crashing(xp, x):
+        return x * 2.0
+
+    @crashing.rule
+    def _(g, x):
+        raise ValueError("no rule here")
+
+    (check, _) = fg.gradcheck_nodes(lambda t: crashing(t).sum(), [np.ones(3)])
+    assert not check.passed and check.raised == "ValueError('no rule here')"
+    assert str(check).endswith("its derivative rule raised ValueError('no rule here')")
+
+    checks = fg.gradcheck_nodes(lambda t: (fg.log(t - 1.0) + t).sum(), [np.ones(2)])
+    assert [(c.name, c.skipped) for c in checks][1:] == [
+        ("log", "its output is not finite at its saved inputs"),
+        ("add", "its output is not finite at its saved inputs"),
+        ("sum", "its output is not finite at its saved inputs")]
+
+    index = fg.tensor([1, 0])
+    checks = fg.gradcheck_nodes(lambda t: (t[index] * 2.0).sum(), [np.arange(3.0)])
+    assert not checks.failed and checks[0].skipped is None
+
+    # A float32 cast computes in lower precision: checked with a coarser step, no alarm.
+    checks = fg.gradcheck_nodes(lambda t: (t.float() * 2.0).sum(), [np.arange(3.0)])
+    assert [c.name for c in checks] == ["cast", "mul", "sum"] and not checks.failed

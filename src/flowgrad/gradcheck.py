@@ -63,6 +63,7 @@ class NodeCheck:
         kinks: how many output elements sat on a kink (checked against the one-sided
             derivatives, not the central difference).
         skipped: why the node was not checked (None if it was).
+        raised: the exception a rule raised (then ``passed`` is False), else None.
     """
 
     node: Node
@@ -74,6 +75,7 @@ class NodeCheck:
     numerical: float = math.nan
     kinks: int = 0
     skipped: str | None = None
+    raised: str | None = None
 
     @property
     def name(self) -> str:
@@ -89,6 +91,8 @@ class NodeCheck:
         if self.passed:
             kinks = f", {self.kinks} element(s) at kinks" if self.kinks else ""
             return f"ok    {head}: largest error {self.max_error:.2g}{kinks}"
+        if self.raised is not None:
+            return f"FAIL  {head}: its derivative rule raised {self.raised}"
         return (f"FAIL  {head}: its {self.rule} for input {self.input} is off by "
                 f"{self.max_error:.3g} (analytic {self.analytic:.6g} vs numerical "
                 f"{self.numerical:.6g})")
@@ -260,10 +264,13 @@ def _localised(message: str, checks: NodeChecks) -> GradcheckError:
     lines.append(f"  inputs: {shapes}")
     if node.params:
         lines.append("  arguments: " + ", ".join(f"{k}={v!r}" for k, v in node.params.items()))
-    lines.append(f"  its {first.rule} for input {first.input} disagrees with central "
-                 f"differences of its forward at its saved inputs: <u, J v> analytic "
-                 f"{first.analytic:.6g} vs numerical {first.numerical:.6g} (error "
-                 f"{first.max_error:.3g})")
+    if first.raised is not None:
+        lines.append(f"  its derivative rule raised {first.raised}")
+    else:
+        lines.append(f"  its {first.rule} for input {first.input} disagrees with central "
+                     f"differences of its forward at its saved inputs: <u, J v> analytic "
+                     f"{first.analytic:.6g} vs numerical {first.numerical:.6g} (error "
+                     f"{first.max_error:.3g})")
     if len(failed) > 1:
         lines.append("  also wrong: " + ", ".join(f"{c.name} (node #{c.node.seq})"
                                                   for c in failed[1:]))
@@ -362,7 +369,7 @@ def _check_node(node: Node, eps: float, atol: float, rtol: float, trials: int,
             with graph.no_grad():
                 tensor_rule = node.op.vjp(node, Tensor._make(g, False, None))
         except Exception as exc:  # a rule that crashes is wrong too
-            return NodeCheck(node, False, math.inf, rule=f"rule (it raised {exc!r})")
+            return NodeCheck(node, False, math.inf, raised=repr(exc))
         recorded = tuple(None if t is None else t.data for t in tensor_rule)
         # Without a fast rule the engine runs the Tensor rule on both paths: one rule.
         rules = ((("fast rule", fast), ("Tensor rule", recorded)) if op.has_fast_rule
