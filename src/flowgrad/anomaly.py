@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 from flowgrad import _backend
 from flowgrad.graph import _OBSERVER, Node
+from flowgrad.ops import registry
 from flowgrad.ops.registry import OpDef, apply
 from flowgrad.tensor import Tensor
 
@@ -603,6 +604,8 @@ def push(anomaly: _Anomaly | None | bool = False, profiler: Any = None) -> Any:
     if profiler is not None:
         profilers = profilers + (profiler,)
     new = _Observer(settings, profilers) if (settings is not None or profilers) else None  # type: ignore[arg-type]
+    if new is not None:
+        registry._watched = True  # apply reads the context variable from now on
     return _OBSERVER.set(new)
 
 

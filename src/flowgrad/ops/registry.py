@@ -54,6 +54,10 @@ _quiet, _loud = _backend.quiet, _backend.loud
 _make = Tensor._make
 _SCALARS = (int, float, bool)
 _EXTRAS = ("out", "saved", "needs")
+# Set, for good, the first time any debugging mode (flowgrad.anomaly) is entered in this
+# process; until then apply skips even the context-variable read. Which contexts are
+# watched is still the context variable's business (graph.observer()).
+_watched = False
 
 
 # ---------------------------------------------------------------- dtype promotion (PyTorch's)
@@ -359,9 +363,10 @@ class OpDef:
 
 def apply(op: OpDef, inputs: tuple, params: dict) -> Tensor:
     """Run ``op`` forward on ``inputs`` and, when a gradient will be needed, record a Node."""
-    watcher = observer()
-    if watcher is not None:  # a debugging mode is on: it runs the op (see flowgrad.anomaly)
-        return watcher.apply(op, inputs, params)
+    if _watched:  # a debugging mode was entered somewhere: is one on in this context?
+        watcher = observer()
+        if watcher is not None:  # yes: it runs the op (see flowgrad.anomaly)
+            return watcher.apply(op, inputs, params)
     arrays = []
     needs_grad = versioned = False
     dtype = None
