@@ -131,6 +131,11 @@ def _np_index_put(x, index, value):
     return out
 
 
+def _elsewhere(t):
+    """A device other than ``t``'s: the test device from the cpu, else the cpu."""
+    return "strict:0" if t.device.type == "cpu" else "cpu"
+
+
 # Constants closed over by the rows below; fixed so every run sees the same table.
 _C = np.random.default_rng(20240601)
 IDX_REPEAT = np.array([0, 2, 0, 1, 2])
@@ -363,6 +368,10 @@ OP_TABLE: list[OpSpec] = [
         lambda a, s: _np_index_add(a, IDX_REPEAT, s),
     ),
     OpSpec("clone", lambda a: a.clone() * 1.0, ((2, 3),), REAL, lambda a: a.copy()),
+    # To another device and back (cpu <-> array-api-strict's simulated device): the
+    # gradient moves back along both copies.
+    OpSpec("to_device", lambda a: a.to(_elsewhere(a)).to(a.device) * 1.0, ((2, 3),), REAL,
+           lambda a: a.copy(), label="roundtrip"),
     OpSpec(
         "index_put",
         lambda a, v: fg.index_put(a, v, index=(slice(None), IDX_PUT)),

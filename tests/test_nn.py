@@ -12,6 +12,9 @@ import flowgrad.nn.functional as F
 from flowgrad import nn
 from flowgrad.nn import init
 
+# Also run on array-api-strict's simulated device: python -m pytest --backend strict
+pytestmark = pytest.mark.portable
+
 
 class MLP(nn.Module):
     def __init__(self, n_in: int = 4, hidden: int = 5, n_out: int = 3):
@@ -128,6 +131,7 @@ def test_repr_looks_like_pytorchs():
 
 
 # -- Parameter ---------------------------------------------------------------------------------
+@pytest.mark.numpy_only  # host memory sharing
 def test_parameter_shares_float_data_and_converts_the_rest():
     t = fg.tensor([1.0, 2.0])
     p = nn.Parameter(t)
@@ -145,6 +149,7 @@ def test_parameter_shares_float_data_and_converts_the_rest():
 
 
 # -- state dicts -------------------------------------------------------------------------------
+@pytest.mark.numpy_only  # host memory sharing
 def test_state_dict_is_detached_and_shares_arrays():
     net = MLP()
     sd = net.state_dict()

@@ -17,6 +17,9 @@ import flowgrad as fg
 import flowgrad.nn.functional as F
 from flowgrad import nn
 
+# Also run on array-api-strict's simulated device: python -m pytest --backend strict
+pytestmark = pytest.mark.portable
+
 
 @pytest.fixture
 def rng():
@@ -404,6 +407,7 @@ def test_module_list_and_dict():
                                         "blocks.1.bias"]
 
 
+@pytest.mark.numpy_only  # checks that 'cuda' is refused
 def test_module_to_apply_named_modules_and_buffers():
     net = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
     opt = fg.optim.SGD(net.parameters(), lr=0.1)
@@ -592,6 +596,7 @@ def test_clip_grad_norm_against_pytorch(rng):
     (lambda: F.scaled_dot_product_attention(fg.ones(2, 3), fg.ones(2, 4), fg.ones(2, 4)),
      ValueError, r"\(2, 3\).*\(2, 4\)"),
 ])
+@pytest.mark.numpy_only  # index values are checked on the host only
 def test_bad_input_is_one_clear_error(call, kind, match):
     with pytest.raises(kind, match=match):
         call()

@@ -16,6 +16,9 @@ import flowgrad as fg
 from flowgrad.optim import SGD, Adagrad, Adam, AdamW, RMSprop
 from flowgrad.optim.lr_scheduler import CosineAnnealingLR, StepLR
 
+# Also run on array-api-strict's simulated device: python -m pytest --backend strict
+pytestmark = pytest.mark.portable
+
 # -- the tiny problem ------------------------------------------------------------------------
 # loss(w, M) = Σ c·w² + Σ d·w + Σ (M @ x - y)²
 C = np.array([0.5, 1.5, 2.0])
@@ -256,6 +259,7 @@ def test_resume_from_state_dict_equals_uninterrupted(name, cls, ref, kwargs, tmp
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+@pytest.mark.numpy_only  # reads raw state arrays with NumPy
 def test_state_dict_layout_is_pytorchs():
     w, m = make_params()
     extra = fg.zeros(2, requires_grad=True)
@@ -286,6 +290,7 @@ def test_sgd_state_has_momentum_buffer_only_with_momentum():
     assert set(mom.state_dict()["state"][0]) == {"momentum_buffer"}
 
 
+@pytest.mark.numpy_only  # reads raw state arrays with NumPy
 def test_adagrad_state_exists_before_the_first_step():
     w, m = make_params()
     opt = Adagrad([w, m], initial_accumulator_value=0.25)
@@ -294,6 +299,7 @@ def test_adagrad_state_exists_before_the_first_step():
     np.testing.assert_array_equal(state[1]["sum"], np.full((2, 3), 0.25, np.float32))
 
 
+@pytest.mark.numpy_only  # reads raw state arrays with NumPy
 def test_load_state_dict_restores_hyperparameters_and_copies():
     w, m = make_params()
     opt = SGD([w, m], lr=0.1, momentum=0.9)
@@ -342,6 +348,7 @@ def test_params_without_grad_are_skipped_and_zero_grad_sets_none():
     np.testing.assert_array_equal(w.grad.numpy(), np.zeros(3))
 
 
+@pytest.mark.numpy_only  # read-only NumPy views
 def test_read_only_shared_gradient_is_never_aliased_or_written():
     w = fg.tensor([1.0, 2.0, 3.0], requires_grad=True)
     shared = np.broadcast_to(np.float32(0.5), (3,))  # read-only, like a broadcast gradient
@@ -594,6 +601,7 @@ GROUPS = [
 ]
 
 
+@pytest.mark.numpy_only  # reads raw state arrays with NumPy
 @pytest.mark.parametrize("name, defaults, groups", GROUPS, ids=[g[0] for g in GROUPS])
 def test_parameter_groups_against_pytorch(name, defaults, groups):
     torch = pytest.importorskip("torch")

@@ -9,6 +9,9 @@ import pytest
 
 import flowgrad as fg
 
+# Also run on array-api-strict's simulated device: python -m pytest --backend strict
+pytestmark = pytest.mark.portable
+
 
 def _t(values):
     return fg.tensor(np.asarray(values, dtype=np.float64))

@@ -16,7 +16,15 @@ import importlib
 from typing import Any
 
 from flowgrad import graph, methods  # noqa: F401  (methods installs Tensor's methods)
-from flowgrad._backend import bool_, float32, float64, int64
+from flowgrad._backend import (
+    bool_,
+    device,
+    float32,
+    float64,
+    get_default_device,
+    int64,
+    set_default_device,
+)
 from flowgrad.anomaly import (
     AnomalyError,
     detect_anomaly,
@@ -134,7 +142,7 @@ from flowgrad.transforms import grad, hessian, jacobian, jvp, value_and_grad, vj
 __version__ = "0.1.0"
 
 _SUBMODULES = {"nn", "optim", "data", "viz", "engine", "serialize", "training", "distributed",
-               "profiler"}
+               "profiler", "cuda"}
 
 
 def __getattr__(name: str) -> Any:

@@ -34,12 +34,16 @@ def _seed(output: Tensor, gradient: Any) -> Tensor:
             raise RuntimeError(
                 f"backward() without a gradient needs a one-element (scalar) output, but this "
                 f"one has shape {output.shape}; pass gradient= of that shape")
-        return _make(_backend.one(data.shape, data.dtype), False, None)
+        return _make(_backend.one(data.shape, data.dtype, data), False, None)
     if isinstance(gradient, Tensor):
         data = gradient.data
         graded = gradient
+        if (type(data) is not _backend.ndarray or type(output.data) is not _backend.ndarray) \
+                and gradient.device != output.device:
+            raise RuntimeError(f"backward(): the gradient is on {gradient.device} but the "
+                               f"output is on {output.device}")
     else:
-        data = _backend.asarray(gradient, dtype=output.dtype)
+        data = _backend.asarray(gradient, dtype=output.dtype, device=output.device)
         graded = None
     if tuple(data.shape) != tuple(output.shape):
         raise ShapeError(f"backward(): gradient has shape {tuple(data.shape)} but the output "
@@ -47,7 +51,7 @@ def _seed(output: Tensor, gradient: Any) -> Tensor:
     if graded is not None:
         return graded
     # A private copy: leaves may keep it as their .grad.
-    return _make(data.astype(output.dtype, copy=True), False, None)
+    return _make(_backend.astype(data, output.dtype, copy=True), False, None)
 
 
 def _sweep(roots: list[tuple[Tensor, Tensor]], retain_graph: bool, create_graph: bool,
@@ -143,7 +147,7 @@ def _sweep(roots: list[tuple[Tensor, Tensor]], retain_graph: bool, create_graph:
                 leaf.grad = _own(g, record, given)
             else:
                 if id(g) in given or not _backend.is_private(g):
-                    g = g.copy()
+                    g = _backend.copy(g)
                 given.add(id(g))
                 leaf.grad = _make(g, False, None)
     finally:
@@ -173,7 +177,7 @@ def _own(g: Any, record: bool, given: set[int]) -> Tensor | None:
     given.add(id(data))
     if record:
         return clone(g) if shared else g
-    return _make(g.copy() if shared else g, False, None)
+    return _make(_backend.copy(g) if shared else g, False, None)
 
 
 def backward(output: Tensor, gradient: Any = None, retain_graph: bool | None = None,

@@ -25,7 +25,7 @@ import numpy as np
 
 from flowgrad import _backend, anomaly, engine, graph
 from flowgrad.graph import Node
-from flowgrad.tensor import Tensor
+from flowgrad.tensor import Tensor, to_array
 
 __all__ = ["GradcheckError", "NodeCheck", "gradcheck", "gradcheck_nodes"]
 
@@ -111,14 +111,21 @@ class NodeChecks(list):
 
 
 def _as_float64_leaf(x) -> Tensor:
-    data = x.data if isinstance(x, Tensor) else np.asarray(x)
-    return Tensor._make(np.array(data, dtype=np.float64), True, None)
+    """A float64 leaf on ``x``'s device (a Tensor's, else the default device)."""
+    if isinstance(x, Tensor):
+        return Tensor._make(_backend.astype(x.data, np.float64), True, None)
+    return Tensor._make(to_array(np.asarray(x, dtype=np.float64)), True, None)
+
+
+def _host(arr: Any) -> np.ndarray:
+    """Values read back to the host in float64 (explicitly copied from a device)."""
+    return np.array(_backend.to_host(arr), dtype=np.float64)
 
 
 def _flat_output(f: Callable, xs: list[Tensor]) -> np.ndarray:
     with graph.no_grad():
         out = f(*xs)
-    return np.array(out.data if isinstance(out, Tensor) else out, dtype=np.float64).ravel()
+    return _host(out.data if isinstance(out, Tensor) else out).ravel()
 
 
 def _analytic(f_out: Tensor, xs: list[Tensor], record: bool) -> list[np.ndarray]:
@@ -131,11 +138,12 @@ def _analytic(f_out: Tensor, xs: list[Tensor], record: bool) -> list[np.ndarray]
     for k in range(n_out):
         basis = np.zeros(n_out)
         basis[k] = 1.0
-        ct = Tensor._make(basis.reshape(f_out.shape).astype(f_out.dtype), False, None)
+        ct = Tensor._make(_backend.from_host(basis.reshape(f_out.shape).astype(f_out.dtype),
+                                             f_out.device), False, None)
         grads = engine.grad(f_out, xs, grad_outputs=ct, retain_graph=True, create_graph=record)
         for a, g in zip(analytic, grads):
             if g is not None:
-                a[k] = np.asarray(g.data, dtype=np.float64).ravel()
+                a[k] = _host(g.data).ravel()
     return analytic
 
 
@@ -200,15 +208,20 @@ def gradcheck(f: Callable, inputs: Sequence | Tensor, eps: float = 1e-6, atol: f
     y0 = None
     for i, x in enumerate(xs):
         numeric = np.zeros_like(paths["recorded (create_graph)"][i])
-        flat = x.data.reshape(-1)
+        flat = _host(x.data).reshape(-1)
 
-        def at(j: int, step: float, flat: np.ndarray = flat) -> np.ndarray:
+        def at(j: int, step: float, flat: np.ndarray = flat, x: Tensor = x) -> np.ndarray:
+            # f sees x moved by ``step`` in element j: a host copy sent to x's device (the
+            # input's own array is put back afterwards).
+            data = x.data
             original = flat[j]
             flat[j] = original + step
             try:
+                x.data = _backend.from_host(flat.reshape(data.shape).copy(), x.device)
                 return _flat_output(f, xs)
             finally:
                 flat[j] = original
+                x.data = data
 
         for j in range(flat.size):
             numeric[:, j] = (at(j, eps) - at(j, -eps)) / (2 * eps)
@@ -326,6 +339,9 @@ def _check_node(node: Node, eps: float, atol: float, rtol: float, trials: int,
     op = node.op
     if node.freed:
         return NodeCheck(node, True, skipped="the graph was freed")
+    if not _backend.on_host(node.value):
+        return NodeCheck(node, True, skipped=f"on {_backend.device_of(node.value)}: nodes are "
+                                             "checked on the cpu")
     wanted = [i for i, (x, a) in enumerate(zip(node.inputs, node.arrays))
               if isinstance(x, Tensor) and x.requires_grad and _backend.is_array(a)
               and a.dtype.kind == "f"]

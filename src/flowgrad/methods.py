@@ -23,25 +23,39 @@ from flowgrad.graph import grad_enabled
 from flowgrad.ops import selection, shape
 from flowgrad.ops.elementwise import cast, where
 from flowgrad.ops.registry import OPS
-from flowgrad.ops.shape import getitem, index_put, reshape
+from flowgrad.ops.shape import getitem, index_put, reshape, to_device
 from flowgrad.tensor import Tensor
 
 _make = Tensor._make
 
 
-def _normalize_index(index: Any) -> Any:
-    """Tensors inside an index become arrays, so ``x[x > 0]`` and ``x[idx_tensor]`` work."""
+def _normalize_index(index: Any, data: Any) -> Any:
+    """Tensors inside an index become arrays, so ``x[x > 0]`` and ``x[idx_tensor]`` work;
+    lists and NumPy arrays indexing a tensor on another device are copied there."""
     if isinstance(index, Tensor):
         return index.data
+    on_cpu = type(data) is _backend.ndarray
     if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        if on_cpu:
+            return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return tuple(_index_part(i, data) for i in index)
     if isinstance(index, list):
-        return _backend.asarray(index)
+        return _backend.asarray(index, device=None if on_cpu else _backend.device_of(data))
+    if not on_cpu:
+        return _index_part(index, data)
     return index
 
 
+def _index_part(part: Any, data: Any) -> Any:
+    if isinstance(part, Tensor):
+        return part.data
+    if isinstance(part, (list, _backend.ndarray)):
+        return _backend.asarray(part, device=_backend.device_of(data))
+    return part
+
+
 def _getitem(self: Tensor, index: Any) -> Tensor:
-    return getitem(self, index=_normalize_index(index))
+    return getitem(self, index=_normalize_index(index, self.data))
 
 
 def _astype(self: Tensor, dtype: Any) -> Tensor:
@@ -49,30 +63,52 @@ def _astype(self: Tensor, dtype: Any) -> Tensor:
     return cast(self, dtype=_backend.xp.dtype(dtype))
 
 
-def _to(self: Tensor, *args: Any, dtype: Any = None, device: Any = None) -> Tensor:
-    """This tensor in another dtype (itself when it already has it, as PyTorch); the
-    dtype may be given as a dtype or as a tensor that has it; ``"cpu"`` is accepted as the
-    device."""
+def _to(self: Tensor, *args: Any, dtype: Any = None, device: Any = None,
+        non_blocking: bool = False, copy: bool = False) -> Tensor:
+    """This tensor on another device and/or in another dtype (itself when it already is
+    there and has it, as PyTorch). The dtype may be given as a dtype or as a tensor that
+    has it (whose device is then taken too); the device as a string or a
+    :class:`~flowgrad.device`. Moving between devices is differentiable: the gradient moves
+    back."""
     for arg in args:
-        if isinstance(arg, str) or type(arg).__name__ == "device":
+        if isinstance(arg, (str, _backend.device)):
             device = arg
         elif isinstance(arg, Tensor):
-            dtype = arg.dtype
+            dtype, device = arg.dtype, arg.device
         else:
             dtype = arg
-    if device is not None and str(device) != "cpu":
-        raise RuntimeError(f"device {str(device)!r} is not available; only 'cpu' is")
-    if dtype is None or _backend.xp.dtype(dtype) == self.data.dtype:
-        return self
-    if not _backend.is_floating(dtype):
-        return cast(self.detach(), dtype=_backend.xp.dtype(dtype))  # no gradient to ints
-    return cast(self, dtype=_backend.xp.dtype(dtype))
+    out = self
+    if device is not None:
+        target = _backend.as_device(device)
+        if target != self.device:
+            out = to_device(self, device=target)
+    if dtype is not None and _backend.xp.dtype(dtype) != out.dtype:
+        if not _backend.is_floating(dtype):
+            out = out.detach()  # no gradient to ints
+        out = cast(out, dtype=_backend.xp.dtype(dtype))
+    if copy and out is self:
+        out = shape.clone(self)
+    return out
+
+
+def _cpu(self: Tensor) -> Tensor:
+    """This tensor in host memory (itself when it is there already)."""
+    return _to(self, _backend.CPU)
+
+
+def _cuda(self: Tensor, device: Any = None) -> Tensor:
+    """This tensor on a GPU: ``device`` (an index or a device), else the current one."""
+    if device is None:
+        device = "cuda"
+    elif isinstance(device, int):
+        device = _backend.device("cuda", device)
+    return _to(self, device)
 
 
 def _view(self: Tensor, *shape: Any) -> Tensor:
     """The same memory with another shape (``reshape`` that never copies)."""
     out = reshape(self, *shape)
-    if not _backend.xp.shares_memory(out.data, self.data) and self.data.size:
+    if self.data.size and not _backend.shares_memory(out.data, self.data):
         raise RuntimeError(f"view of shape {tuple(out.shape)} is not possible without a copy "
                            f"for a tensor of shape {tuple(self.shape)} whose memory is not "
                            f"contiguous; use .reshape(...) instead")
@@ -138,25 +174,39 @@ def _inplace(self: Tensor, opname: str, operands: tuple, params: dict) -> Tensor
     op = OPS[opname]
     if _records(self, operands):
         # The history before the change: a copy, since the memory is about to change.
-        before = _make(self.data.copy(), self.requires_grad, self.grad_fn)
+        before = _make(_backend.copy(self.data), self.requires_grad, self.grad_fn)
         if self.grad_fn is not None and self.grad_fn.value is self.data:
             self.grad_fn.value = before.data
         result = op(before, *operands, **params)
         _write_back(self, result)
         self._shared_version().bump()
         return self
-    arrays = [a.data if isinstance(a, Tensor) else a for a in operands]
+    arrays = [_operand(a, self) for a in operands]
     token = _backend.quiet()
     try:
-        out = op.forward(_backend.xp, self.data, *arrays, **params)
+        out = op.forward(_backend.namespace(self.data), self.data, *arrays, **params)
     finally:
         _backend.loud(token)
-    if out.dtype != self.dtype and not _backend.can_cast(out.dtype, self.dtype):
+    if _backend.host_dtype(out.dtype) != self.dtype and not _backend.can_cast(out.dtype,
+                                                                              self.dtype):
         raise RuntimeError(f"result type {out.dtype} can't be cast to the desired output "
                            f"type {self.dtype} of an in-place operation")
     self.data[...] = out
     _mark_changed(self)
     return self
+
+
+def _operand(a: Any, self: Tensor) -> Any:
+    """An operand of an in-place update as an array on ``self``'s device."""
+    if isinstance(a, Tensor):
+        if (type(a.data) is not _backend.ndarray or type(self.data) is not _backend.ndarray) \
+                and a.device != self.device:
+            raise RuntimeError(f"expected all tensors to be on the same device, but found at "
+                               f"least two devices, {self.device} and {a.device}")
+        return a.data
+    if type(self.data) is not _backend.ndarray and isinstance(a, _backend.ndarray):
+        return _backend.asarray(a, device=self.device)
+    return a
 
 
 def _binary_inplace(opname: str) -> Any:
@@ -175,13 +225,14 @@ def _clamp_(self: Tensor, min: float | None = None, max: float | None = None) ->
 
 def _fill_from(self: Tensor, value: Any) -> Tensor:
     if _records(self, (value,)):
-        keep = _backend.xp.zeros(self.shape, dtype=_backend.bool_)
-        before = _make(self.data.copy(), self.requires_grad, self.grad_fn)
+        keep = _backend.namespace(self.data).zeros(self.shape, dtype=_backend.bool_,
+                                                   device=self.data.device)
+        before = _make(_backend.copy(self.data), self.requires_grad, self.grad_fn)
         result = where(keep, before, value)
         _write_back(self, result if result.dtype == self.dtype else cast(result, dtype=self.dtype))
         self._shared_version().bump()
         return self
-    self.data[...] = value.data if isinstance(value, Tensor) else value
+    self.data[...] = _operand(value, self)
     _mark_changed(self)
     return self
 
@@ -210,15 +261,15 @@ def _copy_(self: Tensor, src: Any) -> Tensor:
 
 
 def _setitem(self: Tensor, index: Any, value: Any) -> None:
-    index = _normalize_index(index)
+    index = _normalize_index(index, self.data)
     if _records(self, (value,)):
-        before = _make(self.data.copy(), self.requires_grad, self.grad_fn)
+        before = _make(_backend.copy(self.data), self.requires_grad, self.grad_fn)
         if self.grad_fn is not None and self.grad_fn.value is self.data:
             self.grad_fn.value = before.data
         _write_back(self, index_put(before, value, index=index))
         self._shared_version().bump()
         return
-    self.data[index] = value.data if isinstance(value, Tensor) else value
+    _backend.index_put(self.data, index, _operand(value, self))
     _mark_changed(self)
 
 
@@ -230,6 +281,8 @@ def bind() -> None:
         "__setitem__": _setitem,
         "astype": _astype,
         "to": _to,
+        "cpu": _cpu,
+        "cuda": _cuda,
         "float": lambda self: _to(self, _backend.float32),
         "double": lambda self: _to(self, _backend.float64),
         "long": lambda self: _to(self, _backend.int64),

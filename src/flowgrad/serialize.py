@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from flowgrad import _backend
 from flowgrad._atomic import atomic_write
 from flowgrad.creation import tensor
 from flowgrad.tensor import Tensor
@@ -73,11 +74,14 @@ class _Encoder:
 
     def encode(self, obj: Any, keys: tuple = ()) -> dict:
         if isinstance(obj, Tensor):
-            node = self._array("tensor", keys, np.asarray(obj.numpy()))
+            # Host values from any device (an explicit copy back from a GPU).
+            node = self._array("tensor", keys, np.asarray(_backend.to_host(obj.data)))
             node["requires_grad"] = bool(obj.requires_grad)
             return node
         if isinstance(obj, np.ndarray):
             return self._array("ndarray", keys, obj)
+        if _backend.is_array(obj):  # a device array (an optimizer's state): saved as NumPy
+            return self._array("ndarray", keys, _backend.to_host(obj))
         if isinstance(obj, np.generic):
             return self._array("npscalar", keys, np.asarray(obj))
         if obj is None:
@@ -131,7 +135,8 @@ def save(state_dict: Any, path: str | os.PathLike | IO[bytes]) -> None:
     mid-write leaves any previous file at ``path`` intact. As with ``torch.save``, ``path``
     may also be a writable binary file object (then the caller owns atomicity); a symlink
     is written through to its target, whose permission bits are kept; a folder, FIFO or
-    device is refused.
+    device is refused. Tensors (and arrays) on any device are saved as host arrays, so a
+    checkpoint made on a GPU loads anywhere.
 
     Args:
         state_dict: dicts (keys str, int, bool or None), lists and tuples, nesting freely,
@@ -238,12 +243,13 @@ def _check_tree(node: Any, where: tuple, members: dict) -> None:
         raise _bad(f"unknown node type {kind!r} in the manifest at {at}")
 
 
-def _decode(node: Any, arrays: Mapping[str, np.ndarray]) -> Any:
+def _decode(node: Any, arrays: Mapping[str, np.ndarray], device: Any = None) -> Any:
     kind = node["t"]
     if kind in _ARRAY_KINDS:
         array = arrays[node["member"]]
         if kind == "tensor":
-            return tensor(array, requires_grad=node["requires_grad"])
+            return tensor(array, requires_grad=node["requires_grad"],
+                          device=_backend.CPU if device is None else device)
         if kind == "npscalar":
             return array[()]
         return array
@@ -254,10 +260,10 @@ def _decode(node: Any, arrays: Mapping[str, np.ndarray]) -> Any:
     if kind == "float":
         return float(node["v"])
     if kind == "dict":
-        return {k: _decode(v, arrays) for k, v in node["items"]}
+        return {k: _decode(v, arrays, device) for k, v in node["items"]}
     if kind == "list":
-        return [_decode(v, arrays) for v in node["items"]]
-    return tuple(_decode(v, arrays) for v in node["items"])
+        return [_decode(v, arrays, device) for v in node["items"]]
+    return tuple(_decode(v, arrays, device) for v in node["items"])
 
 
 def _open_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> IO[bytes]:
@@ -316,7 +322,7 @@ def _read_array(zf: zipfile.ZipFile, info: zipfile.ZipInfo,
     return np.frombuffer(buffer, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
-def _read(fh: IO[bytes]) -> Any:
+def _read(fh: IO[bytes], device: Any = None) -> Any:
     with zipfile.ZipFile(fh) as zf:
         infos = {info.filename: info for info in zf.infolist()}
         manifest_info = infos.get(MANIFEST_KEY + ".npy")
@@ -346,16 +352,17 @@ def _read(fh: IO[bytes]) -> Any:
             if info is None:
                 raise _bad(f"member {name!r} named by the manifest is missing")
             arrays[name] = _read_array(zf, info, expected)
-    return _decode(manifest["tree"], arrays)
+    return _decode(manifest["tree"], arrays, device)
 
 
-def load(path: str | os.PathLike) -> Any:
+def load(path: str | os.PathLike, map_location: Any = None) -> Any:
     """Read a checkpoint written by :func:`save`.
 
-    Tensors come back as flowgrad Tensors (with their ``requires_grad``), arrays as NumPy
-    arrays, NumPy scalars as NumPy scalars, and everything else as it was saved: dtypes,
-    shapes, tuples versus lists and int versus str dict keys are all kept. A plain ``.npz``
-    without a manifest loads as a dict of its arrays.
+    Tensors come back as flowgrad Tensors (with their ``requires_grad``) on the device
+    ``map_location`` names (default: ``cpu``, whatever device they were saved from), arrays
+    as NumPy arrays, NumPy scalars as NumPy scalars, and everything else as it was saved:
+    dtypes, shapes, tuples versus lists and int versus str dict keys are all kept. A plain
+    ``.npz`` without a manifest loads as a dict of its arrays.
 
     Loading a file from elsewhere is safe: nothing is unpickled, only the members the
     manifest names are read, each member's dtype and shape are checked against the
@@ -365,6 +372,7 @@ def load(path: str | os.PathLike) -> Any:
 
     Args:
         path: the checkpoint file.
+        map_location: where to put the tensors: a device or a string such as ``"cuda"``.
 
     Returns:
         The saved state.
@@ -376,6 +384,7 @@ def load(path: str | os.PathLike) -> Any:
             structure or manifest mismatch), a possible decompression bomb, or not a
             checkpoint; the message names ``path``.
     """
+    device = None if map_location is None else _backend.as_device(map_location)
     path = Path(path)
     try:
         st = os.stat(path)
@@ -392,7 +401,7 @@ def load(path: str | os.PathLike) -> Any:
         raise exc
     with open(path, "rb") as fh:
         try:
-            return _read(fh)
+            return _read(fh, device)
         except CheckpointError as exc:
             raise CheckpointError(f"checkpoint {path} is corrupt or unsafe: {exc}") from exc
         except RecursionError:

@@ -26,24 +26,35 @@ if TYPE_CHECKING:
     Dim: TypeAlias = "int | tuple[int, ...] | None"
 
 
-def to_array(data: Any, dtype: Any = None) -> Any:
-    """An array copy of ``data``: Python floats give float32, ints int64, arrays keep dtype."""
+def to_array(data: Any, dtype: Any = None, device: Any = None) -> Any:
+    """An array copy of ``data`` on ``device`` (default: the data's own device for arrays
+    and tensors, else the default device): Python floats give float32, ints int64, arrays
+    keep their dtype."""
     if isinstance(data, Tensor):
         data = data.data
+    if type(data) is not _backend.ndarray and _backend.is_array(data):
+        # An array on a device: copied there, or to the device asked for.
+        target = _backend.device_of(data) if device is None else _backend.as_device(device)
+        moved = _backend.to_device(data, target)
+        if dtype is not None:
+            return _backend.astype(moved, dtype)
+        return _backend.copy(moved) if moved is data else moved
+    target = _backend.as_device(device)
     if _backend.is_array(data) or isinstance(data, _backend.xp.generic):
-        return _backend.xp.array(data, dtype=dtype)
-    if isinstance(data, (list, tuple)) and any(isinstance(v, Tensor) for v in data):
-        data = [v.data if isinstance(v, Tensor) else v for v in data]
-    arr = _backend.xp.array(data, dtype=dtype)
-    if dtype is None:
-        if arr.dtype == _backend.float64:
-            arr = arr.astype(_backend.default_float)
-        elif arr.dtype.kind in "iu":
-            arr = arr.astype(_backend.int64)
-        elif arr.dtype.kind not in "fb":
-            raise TypeError(f"cannot make a tensor from {type(data).__name__} data "
-                            f"(array dtype {arr.dtype})")
-    return arr
+        arr = _backend.xp.array(data, dtype=dtype)
+    else:
+        if isinstance(data, (list, tuple)) and any(isinstance(v, Tensor) for v in data):
+            data = [_backend.to_host(v.data) if isinstance(v, Tensor) else v for v in data]
+        arr = _backend.xp.array(data, dtype=dtype)
+        if dtype is None:
+            if arr.dtype == _backend.float64:
+                arr = arr.astype(_backend.default_float)
+            elif arr.dtype.kind in "iu":
+                arr = arr.astype(_backend.int64)
+            elif arr.dtype.kind not in "fb":
+                raise TypeError(f"cannot make a tensor from {type(data).__name__} data "
+                                f"(array dtype {arr.dtype})")
+    return arr if target is _backend.CPU else _backend.from_host(arr, target)
 
 
 class Version:
@@ -65,6 +76,7 @@ class Version:
 
 
 _new = object.__new__
+_dtype_type = _backend.dtype_type
 
 
 class Tensor:
@@ -121,7 +133,18 @@ class Tensor:
 
     @property
     def dtype(self) -> Any:
-        return self.data.dtype
+        """The dtype, as flowgrad's (NumPy) dtype on every device."""
+        dtype = self.data.dtype
+        return dtype if isinstance(dtype, _dtype_type) else _backend.host_dtype(dtype)
+
+    @property
+    def device(self) -> _backend.device:
+        """The device this tensor's memory is on (prints as ``cpu`` or ``cuda:0``)."""
+        return _backend.device_of(self.data)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
 
     @property
     def is_leaf(self) -> bool:
@@ -145,15 +168,19 @@ class Tensor:
         return self.transpose(-2, -1)
 
     def numpy(self) -> Any:
-        """The underlying array (shared, not copied)."""
-        return _backend.to_host(self.data)
+        """The underlying NumPy array (shared, not copied); on another device a TypeError,
+        as in PyTorch: copy it to the host first with ``.cpu()``."""
+        if type(self.data) is not _backend.ndarray and not _backend.on_host(self.data):
+            raise TypeError(f"can't convert {self.device} device type tensor to numpy. Use "
+                            f"Tensor.cpu() to copy the tensor to host memory first.")
+        return self.data
 
     def item(self) -> Any:
-        """The value of a one-element tensor as a Python number."""
+        """The value of a one-element tensor as a Python number (copied from a device)."""
         if self.data.size != 1:
             raise ValueError(
                 f"item() needs a tensor with one element, this one has shape {self.shape}")
-        return self.data.item()
+        return _backend.item(self.data)
 
     def tolist(self) -> Any:
         """The values as (nested lists of) Python numbers; a 0-d tensor gives a number."""
@@ -202,7 +229,7 @@ class Tensor:
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
         """Set ``requires_grad`` in place on a leaf; only floating tensors may require grad."""
-        if flag and not _backend.is_floating(self.data.dtype):
+        if flag and self.dtype.kind != "f":
             raise DtypeError(
                 f"only floating-point tensors can require gradients, this one is {self.dtype}; "
                 "convert it first, e.g. fg.tensor(data, dtype=fg.float32)")
@@ -235,7 +262,8 @@ class Tensor:
     # -- conversions ----------------------------------------------------------------------
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> Any:
         # NumPy 2's protocol: np.array(t) copies (copy=True), np.asarray(t) may share.
-        arr = _backend.to_host(self.data)
+        # A tensor on another device is not converted behind the user's back (as PyTorch).
+        arr = self.numpy()
         if copy is False:
             if dtype is not None and arr.dtype != dtype:
                 raise ValueError(f"cannot convert a {arr.dtype} tensor to {dtype} without a "
@@ -252,7 +280,7 @@ class Tensor:
         return int(self.item())
 
     def __index__(self) -> int:
-        if self.data.size != 1 or self.data.dtype.kind not in "iub":
+        if self.data.size != 1 or self.dtype.kind not in "iub":
             raise TypeError(f"only integer tensors of a single element can be converted to an "
                             f"index (this one has dtype {self.dtype} and shape {self.shape})")
         return int(self.item())
@@ -261,7 +289,7 @@ class Tensor:
         if self.data.size != 1:
             raise ValueError(
                 f"the truth value of a tensor with {self.data.size} elements is ambiguous")
-        return bool(self.data.item())
+        return bool(_backend.item(self.data))
 
     __hash__ = object.__hash__
 
@@ -272,14 +300,17 @@ class Tensor:
             raise RuntimeError(
                 "cannot pickle a tensor that is part of a recorded graph (it has a grad_fn); "
                 "pickle t.detach() to keep its values")
-        return (_rebuild, (_backend.to_host(self.data).copy(), self.requires_grad))
+        return (_rebuild, (_backend.to_host(self.data).copy(), self.requires_grad,
+                           str(self.device)))
 
     def __repr__(self) -> str:
         body = _backend.xp.array2string(_backend.to_host(self.data), separator=", ",
                                         prefix="tensor(")
         extras = []
-        if self.data.dtype not in (_backend.float32, _backend.int64, _backend.bool_):
-            extras.append(f"dtype={self.data.dtype}")
+        if self.dtype not in (_backend.float32, _backend.int64, _backend.bool_):
+            extras.append(f"dtype={self.dtype}")
+        if not _backend.on_host(self.data):
+            extras.append(f"device='{self.device}'")
         if self.grad_fn is not None:
             extras.append(f"grad_fn=<{self.grad_fn.name}>")
         elif self.requires_grad:
@@ -328,6 +359,8 @@ class Tensor:
         def copy_(self, src: TensorLike) -> Tensor: ...
         # Conversions and views.
         def to(self, *args: Any, dtype: Any = None, device: Any = None) -> Tensor: ...
+        def cpu(self) -> Tensor: ...
+        def cuda(self, device: Any = None) -> Tensor: ...
         def astype(self, dtype: Any) -> Tensor: ...
         def float(self) -> Tensor: ...
         def double(self) -> Tensor: ...
@@ -411,9 +444,10 @@ class Tensor:
         def triu(self, diagonal: int = 0) -> Tensor: ...
 
 
-def _rebuild(data: Any, requires_grad: bool) -> Tensor:
-    """Unpickling: a leaf with the saved values."""
-    return Tensor(data, requires_grad=requires_grad)
+def _rebuild(data: Any, requires_grad: bool, device: str = "cpu") -> Tensor:
+    """Unpickling: a leaf with the saved values, on the device it was on."""
+    t = Tensor._make(to_array(data, None, device), False, None)
+    return t.requires_grad_(True) if requires_grad else t
 
 
 # Leaf id -> (weakref, hooks) called after backward accumulated its .grad.

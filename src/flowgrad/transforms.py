@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from flowgrad import _backend, engine, graph
+from flowgrad.creation import zeros
 from flowgrad.ops.shape import stack
 from flowgrad.tensor import Tensor, to_array
 
@@ -39,11 +40,11 @@ def _as_input(x) -> tuple[Tensor, bool]:
             return x, True
         data = x.data
         if not _backend.is_floating(data.dtype):
-            data = data.astype(_backend.default_float)
+            data = _backend.astype(data, _backend.default_float)
         return Tensor._make(data, True, None), False
     data = to_array(x, None)
     if not _backend.is_floating(data.dtype):
-        data = data.astype(_backend.default_float)
+        data = _backend.astype(data, _backend.default_float)
     return Tensor._make(data, True, None), False
 
 
@@ -62,7 +63,7 @@ def _prepare(arguments: tuple, argnums: int | Sequence[int]
 
 def _zeros_if_none(g, like: Tensor) -> Tensor:
     if g is None:
-        return Tensor._make(_backend.xp.zeros(like.shape, dtype=like.dtype), False, None)
+        return zeros(like.shape, dtype=like.dtype, device=like.device)
     return g
 
 
@@ -133,7 +134,7 @@ def vjp(f: Callable, *primals) -> tuple[Tensor, Callable]:
     def vjp_fn(cotangent) -> tuple:
         with graph.enable_grad():
             ct = cotangent if isinstance(cotangent, Tensor) else Tensor._make(
-                _backend.asarray(cotangent, dtype=out.dtype), False, None)
+                _backend.asarray(cotangent, dtype=out.dtype, device=out.device), False, None)
             record = nested or ct.requires_grad
             if not out.requires_grad:
                 return tuple(_zeros_if_none(None, x) for x in xs)
@@ -169,7 +170,8 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple[Tensor, Ten
         xs, _, nested = _prepare(primals, tuple(range(len(primals))))
         with _running():
             out = f(*xs)
-        vs = [t if isinstance(t, Tensor) else Tensor._make(to_array(t, x.dtype), False, None)
+        vs = [t if isinstance(t, Tensor) else Tensor._make(to_array(t, x.dtype, x.device),
+                                                           False, None)
               for t, x in zip(tangents, xs)]
         for v, x in zip(vs, xs):
             if v.shape != x.shape:
@@ -177,7 +179,7 @@ def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple[Tensor, Ten
                                  f"{x.shape}")
         if not out.requires_grad:
             return out, _zeros_if_none(None, out)
-        u = Tensor._make(_backend.xp.zeros(out.shape, dtype=out.dtype), True, None)
+        u = zeros(out.shape, dtype=out.dtype, device=out.device, requires_grad=True)
         grads = engine.grad(out, xs, grad_outputs=u, create_graph=True, retain_graph=True)
         pairs = [(g, v) for g, v in zip(grads, vs) if g is not None and g.requires_grad]
         if not pairs:
@@ -204,7 +206,8 @@ def jacobian(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
             for k in range(n_out):
                 basis = _backend.xp.zeros(n_out, dtype=out.dtype)
                 basis[k] = 1
-                ct = Tensor._make(basis.reshape(out.shape), False, None)
+                ct = Tensor._make(_backend.from_host(basis.reshape(out.shape), out.device),
+                                  False, None)
                 grads: Sequence[Tensor | None] = (
                     engine.grad(out, xs, grad_outputs=ct, retain_graph=True,
                                 create_graph=nested)
@@ -214,8 +217,7 @@ def jacobian(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
             jacs = []
             for row, x in zip(rows, xs):
                 if not row:
-                    jacs.append(Tensor._make(
-                        _backend.xp.zeros(out.shape + x.shape, dtype=x.dtype), False, None))
+                    jacs.append(zeros(out.shape + x.shape, dtype=x.dtype, device=x.device))
                     continue
                 jac = stack(row).reshape(out.shape + x.shape)
                 jacs.append(jac if nested else jac.detach())

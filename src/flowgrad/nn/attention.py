@@ -154,31 +154,40 @@ class MultiheadAttention(Module):
                 length: int, source: int) -> Tensor:
         heads = self.num_heads
         if attn_mask is not None:
-            mask = attn_mask.data if isinstance(attn_mask, Tensor) else xp.asarray(attn_mask)
+            mask = _mask_array(attn_mask, scores)
             if mask.shape == (length, source):
-                mask = mask.reshape(1, 1, length, source)
+                mask = _reshape(mask, (1, 1, length, source))
             elif mask.shape == (n * heads, length, source):
-                mask = mask.reshape(n, heads, length, source)
+                mask = _reshape(mask, (n, heads, length, source))
             else:
                 raise ShapeError(f"MultiheadAttention: attn_mask must have shape ({length}, "
                                  f"{source}) or ({n * heads}, {length}, {source}), got "
                                  f"{tuple(mask.shape)}")
             scores = self._apply(scores, mask)
         if key_padding_mask is not None:
-            mask = key_padding_mask.data if isinstance(key_padding_mask, Tensor) else \
-                xp.asarray(key_padding_mask)
+            mask = _mask_array(key_padding_mask, scores)
             if mask.shape != (n, source):
                 raise ShapeError(f"MultiheadAttention: key_padding_mask must have shape ({n}, "
                                  f"{source}), got {tuple(mask.shape)}")
-            scores = self._apply(scores, mask.reshape(n, 1, 1, source))
+            scores = self._apply(scores, _reshape(mask, (n, 1, 1, source)))
         return scores
 
     @staticmethod
     def _apply(scores: Tensor, mask: Any) -> Tensor:
-        if mask.dtype == _backend.bool_:  # True: may not attend
-            return masked_fill(scores, Tensor._make(xp.broadcast_to(mask, scores.shape), False,
-                                                    None), -math.inf)
-        return scores + mask.astype(scores.dtype)
+        if _backend.host_dtype(mask.dtype) == _backend.bool_:  # True: may not attend
+            full = _backend.namespace(mask).broadcast_to(mask, scores.shape)
+            return masked_fill(scores, Tensor._make(full, False, None), -math.inf)
+        return scores + _backend.astype(mask, scores.dtype)
 
     def extra_repr(self) -> str:
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}"
+
+
+def _mask_array(mask: Any, like: Tensor) -> Any:
+    """A mask (Tensor, array or nested list) as an array on ``like``'s device."""
+    arr = mask.data if isinstance(mask, Tensor) else mask
+    return _backend.asarray(arr, device=like.device)
+
+
+def _reshape(arr: Any, shape: tuple) -> Any:
+    return _backend.namespace(arr).reshape(arr, shape)

@@ -86,8 +86,8 @@ def _as_target(target: Any, like: Tensor):
     if isinstance(target, Tensor) and target.requires_grad:
         return target
     arr = target.data if isinstance(target, Tensor) else _backend.asarray(target)
-    if _backend.is_floating(like.dtype) and arr.dtype != like.dtype:
-        arr = arr.astype(like.dtype)
+    if _backend.is_floating(like.dtype) and _backend.host_dtype(arr.dtype) != like.dtype:
+        arr = _backend.astype(arr, like.dtype)
     return arr
 
 
@@ -132,41 +132,50 @@ def smooth_l1_loss(input: Tensor, target: Any, reduction: str = "mean",
 def _class_targets(name: str, input: Tensor, target: Any):
     """Integer class targets as an int64 array, checked against input (N, C, ...) or (C,)."""
     t = target.data if isinstance(target, Tensor) else _backend.asarray(target)
-    if t.dtype.kind not in "iu":
-        raise TypeError(f"{name}: target must hold integer class indices, got dtype {t.dtype}")
+    dtype = _backend.host_dtype(t.dtype)
+    if dtype.kind not in "iu":
+        raise TypeError(f"{name}: target must hold integer class indices, got dtype {dtype}")
     expected = (input.shape[0],) + tuple(input.shape[2:]) if input.ndim >= 2 else ()
     if tuple(t.shape) != expected:
         raise ShapeError(f"{name}: input of shape {tuple(input.shape)} needs target of shape "
                          f"{expected}, got {tuple(t.shape)}")
-    return t.astype(_backend.int64, copy=False)
+    t = _backend.astype(t, _backend.int64, copy=False)
+    # Class targets live where the input does (host targets for a GPU input are copied).
+    return t if _backend.on_host(input.data) else _backend.asarray(t, device=input.device)
 
 
 def _picked(name: str, logp: Tensor, t, weight, ignore_index: int):
     """(-w[t]·logp[t] per sample with 0 where t == ignore_index, w[t] per sample (0 ignored))."""
-    xp = _backend.xp
+    xp = _backend.namespace(logp.data)
     classes = logp.shape[1] if logp.ndim >= 2 else logp.shape[0]
     keep = t != ignore_index
     safe = xp.where(keep, t, 0)
-    if safe.size and (safe.min() < 0 or safe.max() >= classes):
+    # Value checks read the targets: done on the host only (on a GPU, as PyTorch's kernels,
+    # a target out of range is not diagnosed here).
+    if _backend.on_host(safe) and safe.size and (safe.min() < 0 or safe.max() >= classes):
         bad = t[keep]
         raise IndexError(f"{name}: target values must lie in [0, {classes}) (or be "
                          f"ignore_index={ignore_index}), got min {bad.min()} and max {bad.max()}")
     if logp.ndim == 1:
-        chosen = logp[int(safe)]
+        chosen = gather(logp, 0, xp.reshape(safe, (1,))).squeeze(0)
     else:
-        chosen = gather(logp, 1, xp.expand_dims(safe, 1)).squeeze(1)
-    w = xp.ones(t.shape, dtype=logp.dtype) if weight is None else _weights(name, weight,
-                                                                          classes, logp)[safe]
-    w = w * keep
+        chosen = gather(logp, 1, xp.expand_dims(safe, axis=1)).squeeze(1)
+    if weight is None:
+        w = xp.ones(t.shape, dtype=logp.data.dtype, device=logp.data.device)
+    else:
+        table = _weights(name, weight, classes, logp)
+        w = xp.reshape(xp.take(table, xp.reshape(safe, (-1,)), axis=0), tuple(safe.shape))
+    w = xp.where(keep, w, 0.0)
     return -(chosen * w), w
 
 
 def _weights(name: str, weight: Any, classes: int, like: Tensor):
-    w = weight.data if isinstance(weight, Tensor) else _backend.asarray(weight)
+    w = weight.data if isinstance(weight, Tensor) else _backend.asarray(weight,
+                                                                         device=like.device)
     if tuple(w.shape) != (classes,):
         raise ShapeError(f"{name}: weight must have shape ({classes},) (one per class), got "
                          f"{tuple(w.shape)}")
-    return w.astype(like.dtype, copy=False)
+    return _backend.astype(w, like.dtype, copy=False)
 
 
 def nll_loss(input: Tensor, target: Any, weight: Any = None, ignore_index: int = -100,
@@ -203,17 +212,20 @@ def cross_entropy(input: Tensor, target: Any, weight: Any = None, ignore_index: 
         raise ValueError(f"cross_entropy: label_smoothing must lie in [0, 1], got "
                          f"{label_smoothing}")
     t = target.data if isinstance(target, Tensor) else _backend.asarray(target)
-    soft = t.dtype.kind == "f"
+    soft = _backend.is_floating(t.dtype)
     if not soft and weight is None and label_smoothing == 0.0 and input.ndim <= 2:
-        # The fused op refuses targets outside [0, C), so a negative ignore_index (the
-        # default -100) needs no look at the targets unless the op refuses them.
-        if ignore_index < 0 or not bool((t == ignore_index).any()):
+        # On the host the fused op refuses targets outside [0, C), so a negative
+        # ignore_index (the default -100) needs no look at the targets unless the op refuses
+        # them. On a device the op checks no values, so whether any target is ignore_index
+        # is read back (one bool per call; PyTorch's kernel decides that on the device).
+        host = _backend.on_host(t)
+        if (host and ignore_index < 0) or not bool(_backend.namespace(t).any(t == ignore_index)):
             try:
                 # The target itself, not its array: the graph shows it as the op's input.
                 return _nn_ops.cross_entropy(input, target if isinstance(target, Tensor)
                                              else t, reduction=reduction)
             except ValueError:
-                if not (t.dtype.kind in "iu" and bool((t == ignore_index).any())):
+                if not (host and t.dtype.kind in "iu" and bool((t == ignore_index).any())):
                     raise
     dim = 1 if input.ndim >= 2 else 0
     classes = input.shape[dim]
@@ -221,12 +233,13 @@ def cross_entropy(input: Tensor, target: Any, weight: Any = None, ignore_index: 
     if soft:
         _same_shape("cross_entropy", input, t)
         probs = target if isinstance(target, Tensor) and target.requires_grad else \
-            Tensor._make(t.astype(input.dtype, copy=False), False, None)
+            Tensor._make(_backend.astype(t, input.dtype, copy=False), False, None)
         if label_smoothing:
             probs = probs * (1.0 - label_smoothing) + label_smoothing / classes
         if weight is not None:
             w = _weights("cross_entropy", weight, classes, input)
-            logp = logp * w.reshape((classes,) + (1,) * (input.ndim - dim - 1))
+            logp = logp * _backend.namespace(w).reshape(w, (classes,) + (1,) * (input.ndim - dim
+                                                                                 - 1))
         losses = -_sum(logp * probs, dim=dim)
         return _reduce(losses, reduction)
     t = _class_targets("cross_entropy", input, t)
@@ -236,8 +249,9 @@ def cross_entropy(input: Tensor, target: Any, weight: Any = None, ignore_index: 
         lw = logp
         if weight is not None:
             cw = _weights("cross_entropy", weight, classes, input)
-            lw = logp * cw.reshape((classes,) + (1,) * (input.ndim - dim - 1))
-        smooth = -_sum(lw, dim=dim) * keep
+            lw = logp * _backend.namespace(cw).reshape(cw, (classes,) + (1,) * (input.ndim - dim
+                                                                                - 1))
+        smooth = where(keep, -_sum(lw, dim=dim), 0.0)
         losses = nll * (1.0 - label_smoothing) + smooth * (label_smoothing / classes)
     else:
         losses = nll
@@ -351,7 +365,8 @@ def fold(input: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=
 
 def _channel_view(t, ndim: int):
     """A per-channel (C,) array or Tensor shaped to broadcast over (N, C, ...)."""
-    return t.reshape((-1,) + (1,) * (ndim - 2))
+    shape = (-1,) + (1,) * (ndim - 2)
+    return t.reshape(shape) if isinstance(t, Tensor) else _backend.namespace(t).reshape(t, shape)
 
 
 def batch_norm(input: Tensor, running_mean: Any, running_var: Any, weight: Any = None,
@@ -385,10 +400,11 @@ def batch_norm(input: Tensor, running_mean: Any, running_var: Any, weight: Any =
             m = 0.1 if momentum is None else momentum
             rm = running_mean.data if isinstance(running_mean, Tensor) else running_mean
             rv = running_var.data if isinstance(running_var, Tensor) else running_var
+            xp = _backend.namespace(rm)
             rm *= 1 - m
-            rm += m * mu.data.reshape(-1)
+            rm += m * xp.reshape(mu.data, (-1,))
             rv *= 1 - m
-            rv += m * var.data.reshape(-1) * (count / (count - 1))
+            rv += m * xp.reshape(var.data, (-1,)) * (count / (count - 1))
         out = centred * ((var + eps) ** -0.5)
     else:
         if running_mean is None or running_var is None:
@@ -445,8 +461,10 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True,
     if not training or p == 0.0:
         return input
     dtype = input.dtype if _backend.is_floating(input.dtype) else _backend.default_float
+    # Drawn on the host (flowgrad's one generator), copied to the input's device.
     keep = _backend.rng().random(input.shape, dtype=_backend.float32) >= p
-    return input * (keep.astype(dtype) * (1.0 / (1.0 - p))).astype(dtype)
+    scale = (keep.astype(dtype) * (1.0 / (1.0 - p))).astype(dtype)
+    return input * Tensor._make(_backend.from_host(scale, input.device), False, None)
 
 
 def embedding(input: Any, weight: Tensor, padding_idx: int | None = None) -> Tensor:
@@ -463,22 +481,22 @@ def embedding(input: Any, weight: Tensor, padding_idx: int | None = None) -> Ten
 
 def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
     """int64 one-hot encoding with a new last dim of size ``num_classes`` (-1: max + 1)."""
-    xp = _backend.xp
     t = tensor.data if isinstance(tensor, Tensor) else _backend.asarray(tensor)
-    if t.dtype.kind not in "iu":
+    xp = _backend.namespace(t)
+    if _backend.host_dtype(t.dtype).kind not in "iu":
         raise TypeError(f"one_hot: the input must hold integer class indices, got dtype "
-                        f"{t.dtype}")
+                        f"{_backend.host_dtype(t.dtype)}")
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < -1:
         raise ValueError(f"one_hot: num_classes must be a non-negative int or -1, got "
                          f"{num_classes!r}")
-    if t.size and t.min() < 0:
+    if _backend.on_host(t) and t.size and t.min() < 0:
         raise ValueError(f"one_hot: class values must be non-negative, got min {t.min()}")
-    if num_classes == -1:
-        num_classes = int(t.max()) + 1 if t.size else 0
-    elif t.size and t.max() >= num_classes:
+    if num_classes == -1:  # (reads the largest value back from a device)
+        num_classes = int(xp.max(t)) + 1 if t.size else 0
+    elif _backend.on_host(t) and t.size and t.max() >= num_classes:
         raise ValueError(f"one_hot: class values must be smaller than num_classes="
                          f"{num_classes}, got max {t.max()}")
-    out = (t[..., None] == xp.arange(num_classes)).astype(_backend.int64)
+    out = xp.astype(t[..., None] == xp.arange(num_classes, device=t.device), xp.int64)
     return Tensor._make(out, False, None)
 
 
@@ -495,7 +513,7 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
     ``is_causal`` masks out the future (a lower-triangular mask). ``scale`` defaults to
     1/√E. ``dropout_p`` drops attention weights (always, as PyTorch's function does).
     """
-    xp = _backend.xp
+    xp = _backend.namespace(query.data)
     if query.shape[-1] != key.shape[-1]:
         raise ShapeError(f"scaled_dot_product_attention: query of shape {tuple(query.shape)} "
                          f"and key of shape {tuple(key.shape)} differ in their last dim")
@@ -509,16 +527,18 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = (query @ key.mT) * scale
     if is_causal:
-        allowed = xp.tril(xp.ones((length, source), dtype=bool))
+        allowed = xp.tril(xp.ones((length, source), dtype=_backend.bool_,
+                                  device=query.data.device))
         scores = masked_fill(scores, Tensor._make(~allowed, False, None), -math.inf)
     elif attn_mask is not None:
-        mask = attn_mask.data if isinstance(attn_mask, Tensor) else _backend.asarray(attn_mask)
-        if mask.dtype == _backend.bool_:
+        mask = attn_mask.data if isinstance(attn_mask, Tensor) else _backend.asarray(
+            attn_mask, device=query.device)
+        if _backend.host_dtype(mask.dtype) == _backend.bool_:
             scores = masked_fill(scores, Tensor._make(xp.broadcast_to(~mask, scores.shape),
                                                       False, None), -math.inf)
         else:
             scores = scores + (attn_mask if isinstance(attn_mask, Tensor)
-                               else mask.astype(scores.dtype))
+                               else _backend.astype(mask, scores.dtype))
     weights = softmax(scores, dim=-1)
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p, training=True)

@@ -41,7 +41,9 @@ def _fans(tensor: Tensor) -> tuple[int, int]:
 
 
 def _fill(tensor: Tensor, values) -> Tensor:
-    tensor.data[...] = values.astype(tensor.dtype, copy=False)
+    """Host draws (one generator for every device) copied into ``tensor``'s array."""
+    values = values.astype(tensor.dtype, copy=False)
+    tensor.data[...] = _backend.from_host(values, tensor.device)
     return tensor
 
 

@@ -338,7 +338,7 @@ class Embedding(Module):
     def reset_parameters(self) -> None:
         init.normal_(self.weight)
         if self.padding_idx is not None:
-            self.weight.data[self.padding_idx] = 0
+            self.weight.data[self.padding_idx, ...] = 0
 
     @classmethod
     def from_pretrained(cls, embeddings: Any, freeze: bool = True,

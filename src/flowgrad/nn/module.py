@@ -23,7 +23,9 @@ class Parameter(Tensor):
 
     ``Parameter(t)`` shares ``t``'s array when it is already a writable floating array (as
     PyTorch's ``Parameter`` shares storage), and otherwise holds a float32 copy, so an
-    optimizer can always update ``p.data`` in place.
+    optimizer can always update ``p.data`` in place. A tensor keeps its device; other data
+    (NumPy arrays, lists) goes to the default device (see ``fg.set_default_device``), as
+    PyTorch's layers create their weights there.
 
     Args:
         data: a Tensor, NumPy array, nested list or number (default: an empty float32 array).
@@ -46,10 +48,12 @@ class Parameter(Tensor):
             if not _backend.is_array(arr):
                 arr = xp.asarray(arr)
             if not _backend.is_floating(arr.dtype):
-                arr = arr.astype(_backend.default_float)
-            elif not arr.flags.writeable:
+                arr = _backend.astype(arr, _backend.default_float)
+            elif _backend.on_host(arr) and not arr.flags.writeable:
                 # Broadcast views and loaded files can be read-only; updates happen in place.
                 arr = arr.copy()
+        if not isinstance(data, Tensor) and _backend.on_host(arr):
+            arr = _backend.to_device(arr, _backend.get_default_device())
         self.data = arr
         self.grad_fn = None
         self.requires_grad = False
@@ -58,6 +62,25 @@ class Parameter(Tensor):
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
+
+
+def _move(t: Tensor, device: Any, dtype: Any) -> None:
+    """``t``'s array (and gradient) on ``device`` and in floating ``dtype``, in place."""
+    for grad in (False, True):
+        holder = t.grad if grad else t
+        if holder is None:
+            continue
+        arr = holder.data
+        if device is not None:
+            arr = _backend.to_device(arr, device)
+        if dtype is not None and _backend.is_floating(arr.dtype) and \
+                _backend.host_dtype(arr.dtype) != dtype:
+            arr = _backend.astype(arr, dtype)
+        if arr is not holder.data:
+            if grad:
+                t.grad = Tensor._make(arr, False, None)
+            else:
+                t.data = arr
 
 
 class IncompatibleKeys(NamedTuple):
@@ -280,7 +303,8 @@ class Module:
                 p.grad = None
             elif p.grad is not None:
                 # A fresh array: the old grad may be a read-only view shared with others.
-                p.grad = Tensor._make(xp.zeros_like(p.data), False, None)
+                p.grad = Tensor._make(_backend.namespace(p.data).zeros_like(p.data), False,
+                                      None)
 
     def train(self, mode: bool = True) -> Module:
         """Set ``training`` on this module and every submodule; returns self."""
@@ -295,36 +319,42 @@ class Module:
         return self.train(False)
 
     def to(self, *args: Any, dtype: Any = None, device: Any = None) -> Module:
-        """Convert the floating parameters and buffers to ``dtype`` in place (the same
-        Parameter objects, so optimizers keep them); ``"cpu"`` is accepted as the device, the
-        only one so far. Integer buffers (such as ``num_batches_tracked``) keep their dtype.
+        """Move the parameters and buffers to ``device`` and/or convert the floating ones to
+        ``dtype``, in place: the same Parameter objects (their ``.data`` and ``.grad``
+        replaced), so an optimizer made before keeps them, as in PyTorch. Integer buffers
+        (such as ``num_batches_tracked``) keep their dtype. ``device`` is a string such as
+        ``"cuda"``, a :class:`~flowgrad.device`, or a tensor's device.
 
         Returns:
             self.
         """
         for arg in args:
-            if isinstance(arg, str) or type(arg).__name__ == "device":
+            if isinstance(arg, (str, _backend.device)):
                 device = arg
             elif isinstance(arg, Tensor):
-                dtype = arg.dtype
+                dtype, device = arg.dtype, arg.device
             else:
                 dtype = arg
-        if device is not None and str(device) != "cpu":
-            raise RuntimeError(f"device {str(device)!r} is not available; only 'cpu' is")
-        if dtype is None:
-            return self
-        dtype = xp.dtype(dtype)
-        if not _backend.is_floating(dtype):
-            raise TypeError(f"Module.to only accepts floating dtypes, got {dtype}")
+        target = None if device is None else _backend.as_device(device)
+        if dtype is not None:
+            dtype = xp.dtype(dtype)
+            if not _backend.is_floating(dtype):
+                raise TypeError(f"Module.to only accepts floating dtypes, got {dtype}")
         for module in self.modules():
             for kind in ("_parameters", "_buffers"):
                 for t in module.__dict__[kind].values():
-                    if t is None or not _backend.is_floating(t.dtype) or t.dtype == dtype:
-                        continue
-                    t.data = t.data.astype(dtype)
-                    if t.grad is not None:
-                        t.grad = Tensor._make(t.grad.data.astype(dtype), False, None)
+                    if t is not None:
+                        _move(t, target, dtype)
         return self
+
+    def cpu(self) -> Module:
+        """``to("cpu")``."""
+        return self.to("cpu")
+
+    def cuda(self, device: Any = None) -> Module:
+        """``to("cuda")`` (or the GPU ``device``, an index)."""
+        return self.to("cuda" if device is None else _backend.as_device(
+            _backend.device("cuda", device) if isinstance(device, int) else device))
 
     def float(self) -> Module:
         """``to(float32)``."""
@@ -404,7 +434,9 @@ class Module:
             if key not in state_dict:
                 continue
             value = state_dict[key]
-            arr = value.data if isinstance(value, Tensor) else xp.asarray(value)
+            arr = value.data if isinstance(value, Tensor) else value
+            if not _backend.is_array(arr):
+                arr = xp.asarray(arr)
             if tuple(arr.shape) != tuple(target.shape):
                 mismatched.append(f"size mismatch for {key!r}: copying a value of shape "
                                   f"{tuple(arr.shape)} from the state dict, the shape in the "
@@ -425,7 +457,11 @@ class Module:
             raise ShapeError(message)
         for key, arr in values.items():
             # In place, so optimizers and other references keep pointing at the same arrays.
-            own[key].data[...] = arr
+            target = own[key]
+            arr = _backend.to_device(arr, target.device)
+            if _backend.host_dtype(arr.dtype) != target.dtype:
+                arr = _backend.astype(arr, target.dtype)  # (NumPy would cast on assignment)
+            target.data[...] = arr
         return IncompatibleKeys(missing, unexpected)
 
     # -- calling and printing ---------------------------------------------------------------

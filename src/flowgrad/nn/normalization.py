@@ -6,6 +6,7 @@ from typing import Any
 
 from flowgrad import _backend
 from flowgrad._backend import xp
+from flowgrad.creation import ones, zeros
 from flowgrad.errors import ShapeError
 from flowgrad.nn import functional as F
 from flowgrad.nn.module import Module, Parameter
@@ -32,12 +33,10 @@ class _BatchNorm(Module):
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
         if track_running_stats:
-            self.register_buffer("running_mean", Tensor._make(
-                xp.zeros(num_features, dtype=dtype), False, None))
-            self.register_buffer("running_var", Tensor._make(
-                xp.ones(num_features, dtype=dtype), False, None))
-            self.register_buffer("num_batches_tracked", Tensor._make(
-                xp.zeros((), dtype=_backend.int64), False, None))
+            # On the default device, as the parameters (and PyTorch's torch.zeros).
+            self.register_buffer("running_mean", zeros(num_features, dtype=dtype))
+            self.register_buffer("running_var", ones(num_features, dtype=dtype))
+            self.register_buffer("num_batches_tracked", zeros((), dtype=_backend.int64))
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
@@ -63,8 +62,8 @@ class _BatchNorm(Module):
         momentum = self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data += 1
-            if momentum is None:  # a cumulative moving average
-                momentum = 1.0 / int(self.num_batches_tracked.data)
+            if momentum is None:  # a cumulative moving average (reads the count back)
+                momentum = 1.0 / self.num_batches_tracked.item()
         # As PyTorch: batch statistics in training (or when none are tracked); the running
         # ones are updated in training and used otherwise.
         batch_stats = self.training or self.running_mean is None

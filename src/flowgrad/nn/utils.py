@@ -6,7 +6,6 @@ import math
 from collections.abc import Iterable
 
 from flowgrad import _backend
-from flowgrad._backend import xp
 from flowgrad.tensor import Tensor
 
 
@@ -38,19 +37,31 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float,
     params = _with_grads(parameters)
     norm_type = float(norm_type)
     if not params:
-        return Tensor._make(xp.zeros((), dtype=_backend.default_float), False, None)
+        return Tensor._make(_backend.xp.zeros((), dtype=_backend.default_float), False, None)
     grads = [p.grad.data for p in params]
+    xp = _backend.namespace(grads[0])
     dtype = grads[0].dtype
     if norm_type == math.inf:
-        total = max(xp.max(xp.abs(g)) if g.size else 0.0 for g in grads)
+        if _backend.on_host(grads[0]):
+            total = max(xp.max(xp.abs(g)) if g.size else 0.0 for g in grads)
+        else:  # on a device: no comparison read back
+            total = xp.max(xp.stack([xp.max(xp.abs(g)) for g in grads if g.size]
+                                    or [xp.zeros((), dtype=dtype, device=grads[0].device)]))
     else:
         norms = xp.stack([xp.sum(xp.abs(g) ** norm_type) ** (1.0 / norm_type) for g in grads])
         total = xp.sum(norms ** norm_type) ** (1.0 / norm_type)
-    total = xp.asarray(total, dtype=dtype)
+    total = xp.asarray(total, dtype=dtype, device=grads[0].device)
     if error_if_nonfinite and not bool(xp.isfinite(total)):
         raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the "
                            f"gradients is {float(total)}, so they cannot be clipped; set "
                            "error_if_nonfinite=False to clip anyway")
+    if not _backend.on_host(total):
+        # On a device the factor is clamped there, with no value read back (as PyTorch).
+        factor = xp.clip(float(max_norm) / (total + 1e-6), None, 1.0)
+        for p in params:
+            p.grad = Tensor._make(xp.astype(p.grad.data * factor, dtype, copy=False), False,
+                                  None)
+        return Tensor._make(total, False, None)
     coef = min(float(max_norm) / (float(total) + 1e-6), 1.0)
     if coef < 1.0:
         for p in params:
@@ -64,4 +75,6 @@ def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -
     """Clamp every gradient entry to [-clip_value, clip_value], as PyTorch."""
     clip_value = float(clip_value)
     for p in _with_grads(parameters):
-        p.grad = Tensor._make(xp.clip(p.grad.data, -clip_value, clip_value), False, None)
+        grad = p.grad.data
+        p.grad = Tensor._make(_backend.namespace(grad).clip(grad, -clip_value, clip_value),
+                              False, None)

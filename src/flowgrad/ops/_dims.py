@@ -29,14 +29,17 @@ def axes(dim: Any, ndim: int) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
-def keep_dims(g: Any, shape: tuple, dim: Any, keepdim: bool) -> Any:
-    """``g`` (a Tensor or an array) reshaped so the reduced axes of ``shape`` are back."""
+def keep_dims(g: Any, shape: tuple, dim: Any, keepdim: bool, xp: Any = None) -> Any:
+    """``g`` reshaped so the reduced axes of ``shape`` are back: a Tensor, or an array of
+    namespace ``xp``."""
     if keepdim or (dim is None and g.ndim == 0):
         return g  # a 0-d gradient broadcasts against any shape as it is
     kept = list(shape)
     for a in axes(dim, len(shape)):
         kept[a] = 1
-    return g if g.shape == tuple(kept) else g.reshape(tuple(kept))
+    if g.shape == tuple(kept):
+        return g
+    return g.reshape(tuple(kept)) if xp is None else xp.reshape(g, tuple(kept))
 
 
 def sum_to_shape(xp: Any, x: Any, shape: tuple) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 from flowgrad.errors import ShapeError
 from flowgrad.ops.elementwise import log, where
 from flowgrad.ops.registry import op, promote_divide, promote_elementwise
@@ -60,7 +61,7 @@ def _(xp, g, x, y, needs):
 @op(method=True, promote=promote_divide)
 def div(xp, x, y):
     """d(x/y)/dx = 1/y, d(x/y)/dy = -x/y²"""
-    return xp.true_divide(x, y)
+    return xp.divide(x, y)
 
 
 @div.rule
@@ -85,7 +86,7 @@ def pow(xp, x, y):
         # PyTorch computes x ** -0.5 as rsqrt (so -0.0 gives -inf), as NumPy does x ** 0.5
         # as sqrt; the derivative of x ** 0.5 goes through here.
         return 1.0 / xp.sqrt(x)
-    return xp.power(x, y)
+    return xp.pow(x, y)
 
 
 @pow.rule
@@ -101,7 +102,7 @@ def _(g, x, y, out, needs):
     if needs[1]:
         # xʸ·log(x) is 0·(-inf) at x = 0 and y >= 0; PyTorch takes the limit 0 there (and
         # keeps ±inf for y < 0). The masked log sees 1, so no NaN reaches order 2.
-        zero = (y >= 0) * (x == 0)  # y is a Tensor here; x may be a constant
+        zero = where(y >= 0, x == 0, False)  # y is a Tensor; x may be a number
         gy = g * where(zero, 0.0, out * log(where(zero, 1.0, x)))
     return gx, gy
 
@@ -162,15 +163,15 @@ def _(xp, g, x, y, needs):
     if x.ndim == 1 and y.ndim == 1:
         return (g * y if needs[0] else None), (g * x if needs[1] else None)
     if x.ndim == 1:  # (k) @ (..., k, n) -> (..., n)
-        gx = xp.matmul(g[..., None, :], xp.swapaxes(y, -1, -2))[..., 0, :] if needs[0] else None
+        gx = xp.matmul(g[..., None, :], xp.matrix_transpose(y))[..., 0, :] if needs[0] else None
         gy = x[:, None] * g[..., None, :] if needs[1] else None
         return gx, gy
     if y.ndim == 1:  # (..., m, k) @ (k) -> (..., m)
         gx = g[..., :, None] * y if needs[0] else None
-        gy = xp.matmul(xp.swapaxes(x, -1, -2), g[..., :, None])[..., 0] if needs[1] else None
+        gy = xp.matmul(xp.matrix_transpose(x), g[..., :, None])[..., 0] if needs[1] else None
         return gx, gy
-    gx = xp.matmul(g, xp.swapaxes(y, -1, -2)) if needs[0] else None
-    gy = xp.matmul(xp.swapaxes(x, -1, -2), g) if needs[1] else None
+    gx = xp.matmul(g, xp.matrix_transpose(y)) if needs[0] else None
+    gy = xp.matmul(xp.matrix_transpose(x), g) if needs[1] else None
     return gx, gy
 
 

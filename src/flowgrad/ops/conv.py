@@ -92,17 +92,22 @@ def _zeros_like_layout(xp, x, shape: tuple, value: float | None = 0.0, dtype=Non
     that layout through pooling and its gradients keeps every elementwise pass sequential.
     """
     dtype = x.dtype if dtype is None else dtype
-    channels_first = x.ndim == 4 and not x.flags.c_contiguous and \
-        x.transpose(1, 0, 2, 3).flags.c_contiguous
+    channels_first = _channels_first(x)
     dims = (shape[1], shape[0]) + tuple(shape[2:]) if channels_first else tuple(shape)
-    out = xp.empty(dims, dtype=dtype) if value is None else xp.full(dims, value, dtype=dtype)
-    return out.transpose(1, 0, 2, 3) if channels_first else out
+    if value is None:
+        out = xp.empty(dims, dtype=dtype, device=x.device)
+    else:
+        out = xp.full(dims, value, dtype=dtype, device=x.device)
+    return xp.permute_dims(out, _SWAP01) if channels_first else out
+
+
+_SWAP01 = (1, 0, 2, 3)  # (N, C, H, W) <-> (C, N, H, W)
 
 
 def _channels_first(x) -> bool:
-    """Whether an (N, C, H, W) array is laid out in memory as (C, N, H, W)."""
-    return (x.ndim == 4 and not x.flags.c_contiguous
-            and x.transpose(1, 0, 2, 3).flags.c_contiguous)
+    """Whether an (N, C, H, W) array is laid out in memory as (C, N, H, W) (memory layout
+    is the backend's business: the standard has none)."""
+    return x.ndim == 4 and _backend.channels_first(x)
 
 
 def _layout_of(xp, a, ref):
@@ -110,8 +115,9 @@ def _layout_of(xp, a, ref):
     over two arrays laid out differently walk one of them out of order."""
     if a.ndim == 4 and _channels_first(ref) != _channels_first(a) and a.size > 1:
         if _channels_first(ref):
-            return xp.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
-        return xp.ascontiguousarray(a)
+            swapped = _backend.contiguous(xp.permute_dims(a, _SWAP01))
+            return xp.permute_dims(swapped, _SWAP01)
+        return _backend.contiguous(a)
     return a
 
 
@@ -142,12 +148,12 @@ def _im2col(xp, x, geo: _Geometry):
     n, c = x.shape[:2]
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = geo.kernel, geo.stride, geo.dilation, geo.out
     # Channels first, so that the copy below reads whole rows of each image plane.
-    padded = _pad(xp, x.transpose(1, 0, 2, 3), geo.padding)
+    padded = _pad(xp, xp.permute_dims(x, _SWAP01), geo.padding)
     windows = _backend.sliding_windows(padded, (_extent(kh, dh), _extent(kw, dw)), axis=(2, 3))
     windows = windows[:, :, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw, ::dh, ::dw]
-    col = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
-    col[...] = windows.transpose(0, 4, 5, 1, 2, 3)
-    return col.reshape(c * kh * kw, n * oh * ow)
+    col = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype, device=x.device)
+    col[...] = xp.permute_dims(windows, (0, 4, 5, 1, 2, 3))
+    return xp.reshape(col, (c * kh * kw, n * oh * ow))
 
 
 def _col2im(xp, col, x_shape: tuple, geo: _Geometry):
@@ -155,17 +161,18 @@ def _col2im(xp, col, x_shape: tuple, geo: _Geometry):
     n, c, h, w = x_shape
     (kh, kw), (oh, ow) = geo.kernel, geo.out
     top, bottom, left, right = geo.padding
-    out = xp.zeros((c, n, h + top + bottom, w + left + right), dtype=col.dtype)
-    parts = col.reshape(c, kh, kw, n, oh, ow)
+    out = xp.zeros((c, n, h + top + bottom, w + left + right), dtype=col.dtype,
+                   device=col.device)
+    parts = xp.reshape(col, (c, kh, kw, n, oh, ow))
     add = _overlapping(geo)
     for i in range(kh):
         for j in range(kw):
             rows, cols = _offset(geo, i, j)
             if add:
-                out[:, :, rows, cols] += parts[:, i, j]
+                out[:, :, rows, cols] += parts[:, i, j, ...]
             else:
-                out[:, :, rows, cols] = parts[:, i, j]
-    return out[:, :, top:top + h, left:left + w].transpose(1, 0, 2, 3)
+                out[:, :, rows, cols] = parts[:, i, j, ...]
+    return xp.permute_dims(out[:, :, top:top + h, left:left + w], _SWAP01)
 
 
 def _geometry_of(x_shape: tuple, kernel_size, stride, padding, dilation) -> _Geometry:
@@ -270,7 +277,7 @@ def _batched(x, ndim: int, name: str):
     if x.ndim == ndim:
         return x, True
     if x.ndim == ndim - 1:
-        return x[None], False
+        return x[None, ...], False
     raise ShapeError(f"{name}: input must be {ndim}-D (batched) or {ndim - 1}-D (unbatched), "
                      f"got shape {tuple(x.shape)}")
 
@@ -280,17 +287,18 @@ def _conv2d_forward(xp, x, weight, bias, stride, padding, dilation, groups, name
     geo = _conv_geometry(name, x.shape, weight.shape, stride, padding, dilation, groups)
     col = _im2col(xp, x, geo)
     out_channels = weight.shape[0]
-    w = weight.reshape(groups, out_channels // groups, -1)
-    out = xp.matmul(w, col.reshape(groups, -1, col.shape[1])).reshape(out_channels, -1)
+    w = xp.reshape(weight, (groups, out_channels // groups, -1))
+    out = xp.reshape(xp.matmul(w, xp.reshape(col, (groups, -1, col.shape[1]))),
+                     (out_channels, -1))
     if bias is not None:
         if tuple(bias.shape) != (out_channels,):
             raise ShapeError(f"{name}: bias must have shape ({out_channels},), got "
                              f"{tuple(bias.shape)}")
-        out += bias.reshape(-1, 1)
+        out += xp.reshape(bias, (-1, 1))
     # (O, N, OH, OW) in memory, seen as (N, O, OH, OW): the next layer wants channels first.
-    out = out.reshape((out_channels, x.shape[0]) + geo.out).transpose(1, 0, 2, 3)
+    out = xp.permute_dims(xp.reshape(out, (out_channels, x.shape[0]) + geo.out), _SWAP01)
     # Saved in a list that the first-order rule empties: see _conv2d_arrays.
-    return (out if batched else out[0]), [col]
+    return (out if batched else out[0, ...]), [col]
 
 
 def _conv2d_rule(g, x, weight, needs, stride, padding, dilation, groups, name):
@@ -346,22 +354,22 @@ def _conv2d_arrays(xp, g, x, weight, saved: list, needs, stride, padding, dilati
     geo = _conv_geometry(name, x.shape, weight.shape, stride, padding, dilation, groups)
     out_channels = weight.shape[0]
     # (O, N·OH·OW) per group; a copy only if g is not laid out channels first already.
-    gm = g.transpose(1, 0, 2, 3).reshape(groups, out_channels // groups, -1)
+    gm = xp.reshape(xp.permute_dims(g, _SWAP01), (groups, out_channels // groups, -1))
     gx = gw = gb = None
     col = saved.pop() if saved else None
     if needs[1]:
         if col is None:
             col = _im2col(xp, x, geo)
-        gw = xp.matmul(gm, col.reshape(groups, -1, col.shape[1]).transpose(0, 2, 1))
-        gw = gw.reshape(weight.shape)
+        gw = xp.matmul(gm, xp.matrix_transpose(xp.reshape(col, (groups, -1, col.shape[1]))))
+        gw = xp.reshape(gw, weight.shape)
     del col
     if needs[2]:
-        gb = gm.sum(axis=2).reshape(-1)
+        gb = xp.reshape(xp.sum(gm, axis=2), (-1,))
     if needs[0]:
-        if weight[0].size * gm.shape[-1] * groups <= _SMALL_COLUMNS:
+        if math.prod(weight.shape[1:]) * gm.shape[-1] * groups <= _SMALL_COLUMNS:
             # Small: one product and col2im (fewer, larger BLAS calls).
-            w = weight.reshape(groups, out_channels // groups, -1)
-            dcol = xp.matmul(w.transpose(0, 2, 1), gm).reshape(-1, gm.shape[-1])
+            w = xp.reshape(weight, (groups, out_channels // groups, -1))
+            dcol = xp.reshape(xp.matmul(xp.matrix_transpose(w), gm), (-1, gm.shape[-1]))
             gx = _col2im(xp, dcol, tuple(x.shape), geo)
         else:
             gx = _conv2d_input_grad(xp, gm, x.shape, weight, geo, groups)
@@ -380,25 +388,25 @@ def _conv2d_input_grad(xp, gm, x_shape, weight, geo: _Geometry, groups: int):
     out_channels, per_group, kh, kw = weight.shape
     top, bottom, left, right = geo.padding
     dtype = xp.result_type(weight.dtype, gm.dtype)
-    out = xp.zeros((c, n, h + top + bottom, w + left + right), dtype=dtype)
-    wt = weight.reshape(groups, out_channels // groups, per_group, kh, kw)
-    part = xp.empty((groups, per_group, gm.shape[-1]), dtype=dtype)
+    out = xp.zeros((c, n, h + top + bottom, w + left + right), dtype=dtype, device=gm.device)
+    wt = xp.reshape(weight, (groups, out_channels // groups, per_group, kh, kw))
+    part = xp.empty((groups, per_group, gm.shape[-1]), dtype=dtype, device=gm.device)
     shape = (c, n) + geo.out
     for i in range(kh):
         for j in range(kw):
-            xp.matmul(wt[:, :, :, i, j].transpose(0, 2, 1), gm, out=part)
+            _backend.into(part, "matmul", xp.matrix_transpose(wt[:, :, :, i, j]), gm)
             rows, cols = _offset(geo, i, j)
-            out[:, :, rows, cols] += part.reshape(shape)
-    return out[:, :, top:top + h, left:left + w].transpose(1, 0, 2, 3)
+            out[:, :, rows, cols] += xp.reshape(part, shape)
+    return xp.permute_dims(out[:, :, top:top + h, left:left + w], _SWAP01)
 
 
 @conv2d.fast
 def _(xp, g, x, weight, bias, saved, needs, stride, padding, dilation, groups):
     batched = x.ndim == 4
-    gx, gw, gb = _conv2d_arrays(xp, g if batched else g[None], x if batched else x[None],
-                                weight, saved, needs, stride, padding, dilation, groups,
-                                "conv2d")
-    return (gx if batched or gx is None else gx[0]), gw, gb
+    gx, gw, gb = _conv2d_arrays(xp, g if batched else g[None, ...],
+                                x if batched else x[None, ...], weight, saved, needs, stride,
+                                padding, dilation, groups, "conv2d")
+    return (gx if batched or gx is None else gx[0, ...]), gw, gb
 
 
 def _conv1d_args(stride, padding, dilation):
@@ -444,11 +452,11 @@ def _(xp, g, x, weight, bias, saved, needs, stride, padding, dilation, groups):
     stride, padding, dilation = _conv1d_args(stride, padding, dilation)
     g4, x4 = g[..., None, :], x[..., None, :]
     if x.ndim == 2:
-        g4, x4 = g4[None], x4[None]
+        g4, x4 = g4[None, ...], x4[None, ...]
     gx, gw, gb = _conv2d_arrays(xp, g4, x4, weight[:, :, None, :], saved, needs, stride,
                                 padding, dilation, groups, "conv1d")
-    return (None if gx is None else gx.reshape(x.shape),
-            None if gw is None else gw.reshape(weight.shape), gb)
+    return (None if gx is None else xp.reshape(gx, x.shape),
+            None if gw is None else xp.reshape(gw, weight.shape), gb)
 
 
 # ---------------------------------------------------------------- pooling
@@ -478,7 +486,7 @@ def _lowest(xp, dtype):
     return -math.inf
 
 
-def _inside(xp, padded_shape: tuple, geo: _Geometry):
+def _inside(xp, padded_shape: tuple, geo: _Geometry, device):
     """(H, W) mask of the padded plane's real positions; None without padding.
 
     The padding holds -inf, which ties with a window of -inf inputs: as in PyTorch, such a
@@ -487,7 +495,7 @@ def _inside(xp, padded_shape: tuple, geo: _Geometry):
     top, bottom, left, right = geo.padding
     if not any(geo.padding):
         return None
-    inside = xp.zeros(padded_shape[-2:], dtype=bool)
+    inside = xp.zeros(padded_shape[-2:], dtype=xp.bool, device=device)
     inside[top:padded_shape[-2] - bottom, left:padded_shape[-1] - right] = True
     return inside
 
@@ -495,8 +503,8 @@ def _inside(xp, padded_shape: tuple, geo: _Geometry):
 def _window_argmax(xp, padded, out, geo: _Geometry):
     """For each window, the kernel offset (row-major) of its first maximum."""
     kh, kw = geo.kernel
-    index = xp.zeros(out.shape, dtype="int64")
-    inside = _inside(xp, padded.shape, geo)
+    index = xp.zeros(out.shape, dtype=xp.int64, device=out.device)
+    inside = _inside(xp, padded.shape, geo, padded.device)
     for p in range(kh * kw - 1, -1, -1):  # backwards, so that the first maximum wins
         rows, cols = _offset(geo, *divmod(p, kw))
         hit = padded[:, :, rows, cols] == out
@@ -518,8 +526,11 @@ def max_pool2d(xp, x, *, kernel_size, stride=None, padding=0, dilation=1, ceil_m
     out: Any = None
     for p in range(kh * kw):
         part = padded[(slice(None), slice(None)) + _offset(geo, *divmod(p, kw))]
-        out = part.copy(order="K") if out is None else xp.maximum(out, part, out=out)
-    return out if batched else out[0]
+        if out is None:
+            out = xp.asarray(part, copy=True)  # (in part's memory layout)
+        else:
+            _backend.into(out, "maximum", out, part)
+    return out if batched else out[0, ...]
 
 
 @max_pool2d.rule
@@ -537,7 +548,7 @@ def _(xp, g, x, out, kernel_size, stride, padding, dilation, ceil_mode):
 
 def _max_pool_setup(xp, x, out, kernel_size, stride, padding, dilation, ceil_mode):
     x4, batched = _batched(x, 4, "max_pool2d")
-    out4 = out if batched else out[None]
+    out4 = out if batched else out[None, ...]
     geo = _pool_geometry("max_pool2d", x4.shape, kernel_size, stride, padding, dilation,
                          ceil_mode)
     padded = _pad(xp, x4, geo.padding, _lowest(xp, x.dtype))
@@ -551,7 +562,7 @@ def max_pool2d_backward(xp, g, x, pooled, *, kernel_size, stride=None, padding=0
     max_pool2d's output). Linear in g; its own derivative gathers the upstream gradient at
     those maxima (nothing flows to x or pooled, which only choose where)"""
     x4, batched = _batched(x, 4, "max_pool2d")
-    out4, g4 = (pooled, g) if batched else (pooled[None], g[None])
+    out4, g4 = (pooled, g) if batched else (pooled[None, ...], g[None, ...])
     geo = _pool_geometry("max_pool2d", x4.shape, kernel_size, stride, padding, dilation,
                          ceil_mode)
     padded = _pad(xp, x4, geo.padding, _lowest(xp, x.dtype))
@@ -562,7 +573,7 @@ def max_pool2d_backward(xp, g, x, pooled, *, kernel_size, stride=None, padding=0
                                                           padded.shape[2:]))
     gx = _zeros_like_layout(xp, padded, padded.shape, None if tiled else 0.0, g.dtype)
     kh, kw = geo.kernel
-    inside = _inside(xp, padded.shape, geo)
+    inside = _inside(xp, padded.shape, geo, padded.device)
     taken = None  # windows whose maximum has been found (the first one gets the gradient)
     for p in range(kh * kw):
         where = (slice(None), slice(None)) + _offset(geo, *divmod(p, kw))
@@ -572,27 +583,31 @@ def max_pool2d_backward(xp, g, x, pooled, *, kernel_size, stride=None, padding=0
         if taken is not None:
             hit &= ~taken
         if p < kh * kw - 1:
-            taken = hit.copy() if taken is None else xp.logical_or(taken, hit, out=taken)
+            if taken is None:
+                taken = xp.asarray(hit, copy=True)
+            else:
+                taken |= hit
         if add:
-            gx[where] += g4 * hit
+            gx[where] += xp.where(hit, g4, 0.0)
         else:
-            xp.multiply(g4, hit, out=gx[where])
+            _backend.into(gx[where], "multiply", g4, hit)  # straight into gx's window
     top, _, left, _ = geo.padding
     n, c, h, w = x4.shape
     gx = gx[:, :, top:top + h, left:left + w]
-    return gx if batched else gx[0]
+    return gx if batched else gx[0, ...]
 
 
 @max_pool2d_backward.rule
 def _(gg, g, x, pooled, kernel_size, stride, padding, dilation, ceil_mode):
-    xp = _backend.xp
+    xp = _backend.namespace(x.data)
     x4, out4, batched, geo, index = _max_pool_setup(xp, x.data, pooled.data, kernel_size,
                                                     stride, padding, dilation, ceil_mode)
     # Linear in g: the adjoint of routing g to each window's first maximum is picking gg there.
     flat = _flat_indices(xp, index, x4.shape, geo)
     n, c, h, w = x4.shape
     gg4 = gg if batched else gg.unsqueeze(0)
-    picked = gather(gg4.reshape(n, c, h * w), 2, flat.reshape(n, c, -1)).reshape(out4.shape)
+    picked = gather(gg4.reshape(n, c, h * w), 2, xp.reshape(flat, (n, c, -1)))
+    picked = picked.reshape(out4.shape)
     return (picked if batched else picked.squeeze(0)), None, None
 
 
@@ -601,40 +616,41 @@ def _flat_indices(xp, index, x_shape, geo: _Geometry):
     kh, kw = geo.kernel
     (sh, sw), (dh, dw), (oh, ow) = geo.stride, geo.dilation, geo.out
     top, _, left, _ = geo.padding
-    rows = xp.arange(oh).reshape(-1, 1) * sh - top + (index // kw) * dh
-    cols = xp.arange(ow).reshape(1, -1) * sw - left + (index % kw) * dw
+    rows = xp.reshape(xp.arange(oh, device=index.device), (-1, 1)) * sh - top + (index // kw) * dh
+    cols = xp.reshape(xp.arange(ow, device=index.device), (1, -1)) * sw - left + (index % kw) * dw
     return rows * x_shape[3] + cols
 
 
 def max_pool2d_indices(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """The flat index (into each H·W plane) of the element each window of max_pool2d picks."""
 
-    xp = _backend.xp
-    arr = x.data if isinstance(x, Tensor) else xp.asarray(x)
+    arr = x.data if isinstance(x, Tensor) else _backend.asarray(x)
+    xp = _backend.namespace(arr)
     out = max_pool2d.forward(xp, arr, kernel_size=kernel_size, stride=stride, padding=padding,
                              dilation=dilation, ceil_mode=ceil_mode)
     x4, out4, batched, geo, index = _max_pool_setup(xp, arr, out, kernel_size, stride, padding,
                                                     dilation, ceil_mode)
     flat = _flat_indices(xp, index, x4.shape, geo)
-    return Tensor._make(flat if batched else flat[0], False, None)
+    return Tensor._make(flat if batched else flat[0, ...], False, None)
 
 
-def _avg_divisor(xp, x_shape, geo: _Geometry, count_include_pad, divisor_override, dtype):
-    """The number each window's sum is divided by (PyTorch's rule), shaped (OH, OW)."""
+def _avg_divisor(xp, x_shape, geo: _Geometry, count_include_pad, divisor_override, like):
+    """The number each window's sum is divided by (PyTorch's rule), shaped (OH, OW), in
+    the dtype and on the device of the array ``like``."""
     if divisor_override is not None:
         if not isinstance(divisor_override, int) or divisor_override == 0:
             raise ValueError(f"avg_pool2d: divisor_override must be a non-zero int, got "
                              f"{divisor_override!r}")
-        return xp.asarray(float(divisor_override), dtype=dtype)
+        return xp.asarray(float(divisor_override), dtype=like.dtype, device=like.device)
     sizes = []
     for axis, (n, k, s) in enumerate(zip(x_shape[2:], geo.kernel, geo.stride)):
         pad = geo.padding[2 * axis]
-        start = xp.arange(geo.out[axis]) * s - pad
+        start = xp.arange(geo.out[axis], device=like.device) * s - pad
         end = xp.minimum(start + k, n + pad)  # windows are clipped to the padded input ...
         if not count_include_pad:
             start, end = xp.maximum(start, 0), xp.minimum(end, n)  # ... or to the input
         sizes.append(end - start)
-    return (sizes[0].reshape(-1, 1) * sizes[1].reshape(1, -1)).astype(dtype)
+    return xp.astype(xp.reshape(sizes[0], (-1, 1)) * xp.reshape(sizes[1], (1, -1)), like.dtype)
 
 
 def _avg_setup(name, x_shape, kernel_size, stride, padding, ceil_mode):
@@ -652,14 +668,17 @@ def avg_pool2d(xp, x, *, kernel_size, stride=None, padding=0, ceil_mode=False,
     """The mean of each window; the gradient spreads g/divisor over each window (summed where
     windows overlap)"""
     shape4, geo = _avg_setup("avg_pool2d", x.shape, kernel_size, stride, padding, ceil_mode)
-    padded = _pad(xp, x.reshape(shape4), geo.padding)
+    padded = _pad(xp, xp.reshape(x, shape4), geo.padding)
     kh, kw = geo.kernel
-    total = None
+    total: Any = None
     for p in range(kh * kw):
         part = padded[(slice(None), slice(None)) + _offset(geo, *divmod(p, kw))]
-        total = part.copy(order="K") if total is None else xp.add(total, part, out=total)
-    total /= _avg_divisor(xp, shape4, geo, count_include_pad, divisor_override, x.dtype)
-    return total if x.ndim == 4 else total[0]
+        if total is None:
+            total = xp.asarray(part, copy=True)  # (in part's memory layout)
+        else:
+            total += part
+    total /= _avg_divisor(xp, shape4, geo, count_include_pad, divisor_override, x)
+    return total if x.ndim == 4 else total[0, ...]
 
 
 @avg_pool2d.rule
@@ -687,13 +706,13 @@ def avg_pool2d_backward(xp, g, *, input_shape, kernel_size, stride=None, padding
                              ceil_mode)
     top, bottom, left, right = geo.padding
     n, c, h, w = shape4
-    share = g.reshape((n, c) + geo.out) / _avg_divisor(xp, shape4, geo, count_include_pad,
-                                                       divisor_override, g.dtype)
-    gx = xp.zeros((n, c, h + top + bottom, w + left + right), dtype=g.dtype)
+    share = xp.reshape(g, (n, c) + geo.out) / _avg_divisor(xp, shape4, geo, count_include_pad,
+                                                           divisor_override, g)
+    gx = xp.zeros((n, c, h + top + bottom, w + left + right), dtype=g.dtype, device=g.device)
     kh, kw = geo.kernel
     for p in range(kh * kw):
         gx[(slice(None), slice(None)) + _offset(geo, *divmod(p, kw))] += share
-    return gx[:, :, top:top + h, left:left + w].reshape(input_shape)
+    return xp.reshape(gx[:, :, top:top + h, left:left + w], input_shape)
 
 
 @avg_pool2d_backward.rule
@@ -705,14 +724,14 @@ def _(gg, g, input_shape, kernel_size, stride, padding, ceil_mode, count_include
     return out.reshape(g.shape)
 
 
-def _adaptive_matrix(xp, n_in: int, n_out: int, dtype):
+def _adaptive_matrix(xp, n_in: int, n_out: int, dtype, device):
     """(n_out, n_in): row i averages PyTorch's bin [floor(i·n_in/n_out), ceil((i+1)·n_in/n_out))."""
-    i = xp.arange(n_out)
-    start = (i * n_in) // n_out
-    end = -((-(i + 1) * n_in) // n_out)
-    j = xp.arange(n_in).reshape(1, -1)
-    inside = (j >= start.reshape(-1, 1)) & (j < end.reshape(-1, 1))
-    return (inside / (end - start).reshape(-1, 1)).astype(dtype)
+    i = xp.arange(n_out, device=device)
+    start = xp.reshape((i * n_in) // n_out, (-1, 1))
+    end = xp.reshape(-((-(i + 1) * n_in) // n_out), (-1, 1))
+    j = xp.reshape(xp.arange(n_in, device=device), (1, -1))
+    inside = (j >= start) & (j < end)
+    return xp.astype(inside, dtype) / xp.astype(end - start, dtype)
 
 
 def _adaptive_size(x_shape, output_size) -> tuple[int, int]:
@@ -735,23 +754,25 @@ def adaptive_avg_pool2d(xp, x, *, output_size):
     """The mean over PyTorch's adaptive bins: Ph @ x @ Pwᵀ with averaging matrices Ph, Pw; the
     gradient is Phᵀ @ g @ Pw"""
     oh, ow = _adaptive_size(x.shape, output_size)
-    ph = _adaptive_matrix(xp, x.shape[-2], oh, x.dtype)
-    pw = _adaptive_matrix(xp, x.shape[-1], ow, x.dtype)
+    ph = _adaptive_matrix(xp, x.shape[-2], oh, x.dtype, x.device)
+    pw = _adaptive_matrix(xp, x.shape[-1], ow, x.dtype, x.device)
     return xp.matmul(xp.matmul(ph, x), pw.T)
 
 
 @adaptive_avg_pool2d.rule
 def _(g, x, output_size):
-    xp = _backend.xp
+    xp = _backend.namespace(g.data)
     oh, ow = _adaptive_size(x.shape, output_size)
-    ph = Tensor._make(_adaptive_matrix(xp, x.shape[-2], oh, g.dtype), False, None)
-    pw = Tensor._make(_adaptive_matrix(xp, x.shape[-1], ow, g.dtype), False, None)
+    ph = Tensor._make(_adaptive_matrix(xp, x.shape[-2], oh, g.data.dtype, g.data.device),
+                      False, None)
+    pw = Tensor._make(_adaptive_matrix(xp, x.shape[-1], ow, g.data.dtype, g.data.device),
+                      False, None)
     return ph.mT @ g @ pw
 
 
 @adaptive_avg_pool2d.fast
 def _(xp, g, x, output_size):
     oh, ow = _adaptive_size(x.shape, output_size)
-    ph = _adaptive_matrix(xp, x.shape[-2], oh, g.dtype)
-    pw = _adaptive_matrix(xp, x.shape[-1], ow, g.dtype)
+    ph = _adaptive_matrix(xp, x.shape[-2], oh, g.dtype, g.device)
+    pw = _adaptive_matrix(xp, x.shape[-1], ow, g.dtype, g.device)
     return xp.matmul(xp.matmul(ph.T, g), pw)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flowgrad.ops.registry import op, promote_elementwise, promote_to_float, promote_values
 
 
@@ -108,7 +110,7 @@ def sigmoid(xp, x):
     """sigmoid'(x) = s·(1 - s), from the saved output s"""
     # exp of a negative number only: no overflow for large |x|.
     e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+    return xp.astype(xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)), x.dtype, copy=False)
 
 
 @sigmoid.rule
@@ -134,7 +136,7 @@ def _(g, x):
 
 @relu.fast
 def _(xp, g, x):
-    return g * (x > 0)
+    return xp.where(x > 0, g, 0.0)
 
 
 @op(method=True, promote=promote_to_float)
@@ -151,7 +153,7 @@ def _(g, x, negative_slope):
 @op(method=True)
 def step(xp, x):
     """The unit step, 1 where x > 0 else 0; its derivative is 0 everywhere (by convention at 0)"""
-    return (x > 0).astype(x.dtype if x.dtype.kind == "f" else "float32")
+    return xp.astype(x > 0, x.dtype if xp.isdtype(x.dtype, "real floating") else xp.float32)
 
 
 @step.rule
@@ -169,11 +171,11 @@ def clamp(xp, x, *, min=None, max=None):
 
 @clamp.rule
 def _(g, x, min, max):
-    inside = True
+    inside: Any = True
     if min is not None:
         inside = x >= min
     if max is not None:
-        inside = (x <= max) if min is None else inside * (x <= max)
+        inside = (x <= max) if min is None else where(inside, x <= max, False)
     return where(inside, g, 0.0)
 
 
@@ -223,7 +225,7 @@ def _(g, cond, x, y, needs):
 @op(saves_inputs=False)
 def cast(xp, x, *, dtype):
     """A dtype conversion; the gradient is converted back (none for integer/bool inputs)"""
-    return x.astype(dtype)
+    return xp.astype(x, dtype)
 
 
 @cast.rule
@@ -287,7 +289,7 @@ def softplus(xp, x, *, beta=1.0, threshold=20.0):
     z = x * beta
     # log1p(exp(-|z|)) + max(z, 0) is log(1 + exp(z)) without overflow.
     soft = (xp.log1p(xp.exp(-xp.abs(z))) + xp.maximum(z, 0)) / beta
-    return xp.where(z > threshold, x, soft).astype(x.dtype, copy=False)
+    return xp.astype(xp.where(z > threshold, x, soft), x.dtype, copy=False)
 
 
 @softplus.rule
@@ -325,7 +327,7 @@ def gelu(xp, x, *, approximate="none"):
     t = tanh(u): 0.5(1 + t) + 0.5x(1 - t²)·√(2/π)(1 + 3·0.044715x²).
     """
     if approximate == "none":
-        return (x * 0.5 * (1.0 + _erf(xp, x * _INV_SQRT_2))).astype(x.dtype, copy=False)
+        return xp.astype(x * 0.5 * (1.0 + _erf(xp, x * _INV_SQRT_2)), x.dtype, copy=False)
     if approximate == "tanh":
         return 0.5 * x * (1.0 + xp.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * x * x * x)))
     raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
@@ -346,7 +348,8 @@ def _(g, x, approximate):
 @op(method=True)
 def elu(xp, x, *, alpha=1.0):
     """x for x > 0, alpha·(exp(x) - 1) otherwise; elu'(x) = 1 for x > 0, alpha·exp(x) else"""
-    return xp.where(x > 0, x, xp.expm1(xp.minimum(x, 0)) * alpha).astype(x.dtype, copy=False)
+    return xp.astype(xp.where(x > 0, x, xp.expm1(xp.minimum(x, 0.0)) * alpha), x.dtype,
+                     copy=False)
 
 
 @elu.rule
@@ -397,10 +400,13 @@ def _chebyshev(xp, coefficients, s):
 
 def _erf(xp, x):
     """erf on an array, in float64 internally (NumPy has no erf), cast back to x's dtype."""
-    a = xp.abs(xp.asarray(x, dtype="float64"))
+    x64 = xp.astype(x, xp.float64)
+    a = xp.abs(x64)
     near = a * _chebyshev(xp, _ERF_NEAR, xp.minimum(a, 2.0) ** 2 * 0.5 - 1.0)
     s = xp.clip(a, 2.0, 6.0) * 0.5 - 2.0
-    far = 1.0 - xp.exp(-xp.minimum(a, 6.0) ** 2) * _chebyshev(xp, _ERFC_FAR, s) * (a < 6.0)
-    out = xp.where(a <= 2.0, near, far) * xp.sign(x)
+    tail = xp.exp(-xp.minimum(a, 6.0) ** 2) * _chebyshev(xp, _ERFC_FAR, s)
+    far = 1.0 - xp.where(a < 6.0, tail, 0.0)
+    out = xp.where(a <= 2.0, near, far) * xp.sign(x64)
     # NaN stays NaN (sign(nan) is nan); ±inf gives ±1 through the far branch.
-    return out.astype(x.dtype if x.dtype.kind == "f" else "float32", copy=False)
+    return xp.astype(out, x.dtype if xp.isdtype(x.dtype, "real floating") else xp.float32,
+                     copy=False)

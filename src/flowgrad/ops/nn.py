@@ -10,7 +10,7 @@ from flowgrad.errors import ShapeError
 from flowgrad.ops.elementwise import sigmoid, where
 from flowgrad.ops.reduction import softmax
 from flowgrad.ops.registry import op, promote_elementwise
-from flowgrad.ops.shape import index_add
+from flowgrad.ops.shape import check_range, index_add
 from flowgrad.tensor import Tensor
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -55,7 +55,8 @@ def _(xp, g, x, weight, bias, needs):
             gw = xp.matmul(g.T, x)
         else:
             out_features, in_features = weight.shape
-            gw = xp.matmul(xp.reshape(g, (-1, out_features)).T, xp.reshape(x, (-1, in_features)))
+            gw = xp.matmul(xp.reshape(g, (-1, out_features)).T,
+                           xp.reshape(x, (-1, in_features)))
     gb = None
     if needs[2]:
         gb = g if g.ndim == 1 else xp.sum(xp.reshape(g, (-1, g.shape[-1])), axis=0)
@@ -72,34 +73,35 @@ def cross_entropy(xp, logits, target, *, reduction="mean"):
     if logits.ndim not in (1, 2):
         raise ValueError(f"cross_entropy: logits must be (N, C) or (C,), got shape "
                          f"{tuple(logits.shape)}")
-    target = xp.asarray(target)
-    if target.dtype.kind not in "iu":
+    if not _backend.is_array(target):
+        target = _backend.asarray(target)
+    if _backend.host_dtype(target.dtype).kind not in "iu":
         raise TypeError(f"cross_entropy: target must hold integer class indices, got dtype "
-                        f"{target.dtype}")
+                        f"{_backend.host_dtype(target.dtype)}")
     batched = logits.ndim == 2
     z = logits if batched else logits[None, :]
-    t = target.reshape(-1)
+    t = xp.reshape(target, (-1,))
     if t.shape[0] != z.shape[0]:
         raise ValueError(f"cross_entropy: logits of shape {tuple(logits.shape)} need target of "
                          f"shape ({z.shape[0]},), got {tuple(target.shape)}")
-    if t.size and (xp.min(t) < 0 or xp.max(t) >= z.shape[1]):
-        raise ValueError(f"cross_entropy: target values must lie in [0, {z.shape[1]}), got "
-                         f"min {xp.min(t)} and max {xp.max(t)}")
+    check_range(t, z.shape[1], "cross_entropy: target values", error=ValueError)
     shifted = z - xp.max(z, axis=1, keepdims=True)
     e = xp.exp(shifted)
     total = xp.sum(e, axis=1, keepdims=True)
-    rows = xp.arange(z.shape[0])
-    losses = xp.log(total[:, 0]) - shifted[rows, t]
+    rows = xp.arange(z.shape[0], device=z.device)
+    picked = (rows, t)
+    losses = xp.log(total[:, 0]) - shifted[picked]
     # d(sum of losses)/dz, kept for the rule: softmax(z) - onehot(t).
     dz = e / total
-    dz[rows, t] -= 1
+    _backend.index_put(dz, picked, dz[picked] - 1.0)  # one entry per row: no repeats
     if reduction == "mean":
-        out = xp.mean(losses) if losses.size else xp.asarray(float("nan"), dtype=z.dtype)
+        out = xp.mean(losses) if losses.size else xp.full((), xp.nan, dtype=z.dtype,
+                                                             device=z.device)
     elif reduction == "sum":
         out = xp.sum(losses)
     else:
         out = losses if batched else losses[0]
-    return xp.asarray(out, dtype=z.dtype), dz
+    return out, dz
 
 
 @cross_entropy.rule
@@ -107,9 +109,13 @@ def _(g, logits, target, reduction):
     # Recorded (create_graph): dz = softmax - onehot as ops, so it differentiates again.
     batched = logits.ndim == 2
     z = logits if batched else logits.reshape(1, -1)
-    t = (target.data if isinstance(target, Tensor) else target).reshape(-1)
-    onehot = index_add(zeros(z.shape, dtype=z.dtype), ones(t.shape[0], dtype=z.dtype),
-                       index=(arange(t.shape[0]).data, t))
+    t = target.data if isinstance(target, Tensor) else target
+    t = _backend.asarray(t, device=z.device) if not _backend.is_array(t) else t
+    t = _backend.namespace(t).reshape(t, (-1,))
+    n = t.shape[0]
+    onehot = index_add(zeros(z.shape, dtype=z.dtype, device=z.device),
+                       ones(n, dtype=z.dtype, device=z.device),
+                       index=(arange(n, device=z.device).data, t))
     dz = softmax(z, dim=1) - onehot
     n = dz.shape[0]
     if reduction == "mean":
@@ -125,9 +131,9 @@ def _(g, logits, target, reduction):
 def _(xp, g, logits, target, saved, reduction):
     # First order: one multiply of the saved softmax - onehot.
     if reduction == "mean":
-        gz = saved * (g / saved.shape[0]).astype(saved.dtype, copy=False)
+        gz = saved * xp.astype(g / saved.shape[0], saved.dtype, copy=False)
     elif reduction == "sum":
-        gz = saved * g.astype(saved.dtype, copy=False)
+        gz = saved * xp.astype(g, saved.dtype, copy=False)
     else:
         gz = saved * xp.reshape(g, (-1, 1))
     return (gz if logits.ndim == 2 else xp.reshape(gz, (-1,))), None
@@ -137,14 +143,14 @@ def _(xp, g, logits, target, saved, reduction):
 def binary_cross_entropy_with_logits(xp, logits, target, *, reduction="mean"):
     """-[t·log σ(x) + (1-t)·log(1-σ(x))], stable; d/dx = σ(x) - t, d/dt = -x"""
     _check_reduction(reduction)
-    if xp.shape(target) != logits.shape:
+    if tuple(getattr(target, "shape", ())) != tuple(logits.shape):
         raise ShapeError(f"binary_cross_entropy_with_logits: target shape "
-                         f"{tuple(xp.shape(target))} differs from logits shape "
+                         f"{tuple(getattr(target, 'shape', ()))} differs from logits shape "
                          f"{tuple(logits.shape)}")
-    losses = xp.maximum(logits, 0) - logits * target + xp.log1p(xp.exp(-xp.abs(logits)))
+    losses = xp.maximum(logits, 0.0) - logits * target + xp.log1p(xp.exp(-xp.abs(logits)))
     if reduction == "mean":
-        return losses.mean()
-    return losses.sum() if reduction == "sum" else losses
+        return xp.mean(losses)
+    return xp.sum(losses) if reduction == "sum" else losses
 
 
 @binary_cross_entropy_with_logits.rule
@@ -163,32 +169,34 @@ def embedding(xp, input, weight, *, padding_idx=None):
     d/dweight: g scattered back onto the rows it came from (repeated indices accumulate), and
     nothing to the row ``padding_idx`` (as PyTorch).
     """
-    index = xp.asarray(input)
-    if index.dtype.kind not in "iu":
-        raise TypeError(f"embedding: indices must be integers, got dtype {index.dtype}")
+    index = input if _backend.is_array(input) else _backend.asarray(input)
+    if _backend.host_dtype(index.dtype).kind not in "iu":
+        raise TypeError(f"embedding: indices must be integers, got dtype "
+                        f"{_backend.host_dtype(index.dtype)}")
     if weight.ndim != 2:
         raise ShapeError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got "
                          f"shape {tuple(weight.shape)}")
     n = weight.shape[0]
-    if index.size and (index.min() < 0 or index.max() >= n):
-        raise IndexError(f"embedding: index out of range: indices must lie in [0, {n}) for "
-                         f"{n} embeddings, got min {index.min()} and max {index.max()}")
-    return weight[index]
+    check_range(index, n, "embedding: index out of range: indices", f" for {n} embeddings")
+    rows = xp.take(weight, xp.reshape(index, (-1,)), axis=0)
+    return xp.reshape(rows, tuple(index.shape) + (weight.shape[1],))
 
 
 @embedding.rule
 def _(g, input, weight, padding_idx, needs):
-    index = input.data if isinstance(input, Tensor) else _backend.asarray(input)
+    index = input.data if isinstance(input, Tensor) else input
+    if not _backend.is_array(index):
+        index = _backend.asarray(index, device=g.device)
     if padding_idx is not None:
         g = where((index == padding_idx)[..., None], 0.0, g)
-    return None, index_add(zeros(weight.shape, dtype=g.dtype), g, index=index)
+    return None, index_add(zeros(weight.shape, dtype=g.dtype, device=g.device), g, index=index)
 
 
 @embedding.fast
 def _(xp, g, input, weight, padding_idx):
     index = xp.asarray(input)
     if padding_idx is not None:
-        g = xp.where((index == padding_idx)[..., None], 0, g)
-    gw = xp.zeros(weight.shape, dtype=g.dtype)
+        g = xp.where((index == padding_idx)[..., None], 0.0, g)
+    gw = xp.zeros(weight.shape, dtype=g.dtype, device=g.device)
     _backend.scatter_add(gw, index, g)  # repeated indices accumulate
     return None, gw

@@ -8,7 +8,7 @@ from flowgrad import _backend
 from flowgrad.creation import ones
 from flowgrad.ops._dims import axes, keep_dims
 from flowgrad.ops.elementwise import abs, exp, sign, where
-from flowgrad.ops.registry import op, promote_to_float
+from flowgrad.ops.registry import op, promote_counts, promote_to_float
 from flowgrad.ops.shape import broadcast_to, flip, stack
 
 __all__ = ["sum", "mean", "amax", "amin", "logsumexp", "softmax", "log_softmax", "axes",
@@ -19,7 +19,7 @@ def _broadcast(g, x, dim, keepdim):
     return broadcast_to(keep_dims(g, x.shape, dim, keepdim), shape=x.shape)
 
 
-@op(method=True, saves_inputs=False)
+@op(method=True, promote=promote_counts, saves_inputs=False)
 def sum(xp, x, *, dim=None, keepdim=False):
     """d sum(x)/dx = 1 for every summed element: the gradient is broadcast back"""
     return xp.sum(x, axis=None if dim is None else axes(dim, x.ndim), keepdims=keepdim)
@@ -33,7 +33,7 @@ def _(g, x, dim, keepdim):
 @sum.fast
 def _(xp, g, x, dim, keepdim):
     if dim is not None:
-        g = keep_dims(g, x.shape, dim, keepdim)
+        g = keep_dims(g, x.shape, dim, keepdim, xp)
     return _backend.expand(g, x.shape)
 
 
@@ -56,7 +56,7 @@ def _(g, x, dim, keepdim):
 @mean.fast
 def _(xp, g, x, dim, keepdim):
     scaled = g / float(max(_count(x.shape, dim), 1))
-    return _backend.expand(keep_dims(scaled, x.shape, dim, keepdim), x.shape)
+    return _backend.expand(keep_dims(scaled, x.shape, dim, keepdim, xp), x.shape)
 
 
 def _extreme_rule(g, x, out, dim, keepdim):
@@ -69,7 +69,7 @@ def _extreme_rule(g, x, out, dim, keepdim):
 @op(method=True)
 def amax(xp, x, *, dim=None, keepdim=False):
     """d max(x)/dx = 1 at the maximum, split evenly between tied maxima"""
-    return xp.amax(x, axis=axes(dim, x.ndim), keepdims=keepdim)
+    return xp.max(x, axis=axes(dim, x.ndim), keepdims=keepdim)
 
 
 amax.rule(_extreme_rule)
@@ -78,16 +78,16 @@ amax.rule(_extreme_rule)
 @op(method=True)
 def amin(xp, x, *, dim=None, keepdim=False):
     """d min(x)/dx = 1 at the minimum, split evenly between tied minima"""
-    return xp.amin(x, axis=axes(dim, x.ndim), keepdims=keepdim)
+    return xp.min(x, axis=axes(dim, x.ndim), keepdims=keepdim)
 
 
 amin.rule(_extreme_rule)
 
 
 def _stable_max(xp, x, ax):
-    m = xp.amax(x, axis=ax, keepdims=True)
+    m = xp.max(x, axis=ax, keepdims=True)
     # An all -inf slice would give inf - inf = nan; shifting by 0 there keeps -inf.
-    return xp.where(xp.isfinite(m), m, 0)
+    return xp.where(xp.isfinite(m), m, 0.0)
 
 
 @op(method=True, promote=promote_to_float)
@@ -147,7 +147,8 @@ def prod(xp, x, *, dim=None, keepdim=False):
 @prod.rule
 def _(g, x, out, dim, keepdim):
     g = keep_dims(g, x.shape, dim, keepdim)
-    if not (x.data == 0).any():
+    # Whether x has a zero is read on the host only; a device takes the general way.
+    if _backend.on_host(x.data) and not _backend.xp.any(x.data == 0):
         return g * (keep_dims(out, x.shape, dim, keepdim) / x)
     if x.ndim == 0:
         return g
@@ -165,7 +166,7 @@ def _(g, x, out, dim, keepdim):
         left[k] = columns[k - 1] if left[k - 1] is None else left[k - 1] * columns[k - 1]
         j = n - 1 - k
         right[j] = columns[j + 1] if right[j + 1] is None else right[j + 1] * columns[j + 1]
-    one = ones(flat.shape[:-1], dtype=x.dtype)
+    one = ones(flat.shape[:-1], dtype=x.dtype, device=x.device)
     parts = [one if a is None and b is None else a if b is None else b if a is None else a * b
              for a, b in zip(left, right)]
     share = stack(parts, dim=-1).reshape(moved.shape)
@@ -175,35 +176,36 @@ def _(g, x, out, dim, keepdim):
 
 @prod.fast
 def _(xp, g, x, out, dim, keepdim):
-    g = keep_dims(g, x.shape, dim, keepdim)
-    if not (x == 0).any():
-        return g * (keep_dims(out, x.shape, dim, keepdim) / x)
+    g = keep_dims(g, x.shape, dim, keepdim, xp)
+    if _backend.on_host(x) and not xp.any(x == 0):
+        return g * (keep_dims(out, x.shape, dim, keepdim, xp) / x)
     if x.ndim == 0:
         return g
     ax = axes(dim, x.ndim)
-    order = [a for a in range(x.ndim) if a not in ax] + list(ax)
-    moved = xp.transpose(x, order)
+    order = tuple([a for a in range(x.ndim) if a not in ax] + list(ax))
+    moved = xp.permute_dims(x, order)
     flat = xp.reshape(moved, moved.shape[:x.ndim - len(ax)] + (-1,))
-    one = xp.ones(flat.shape[:-1] + (1,), dtype=x.dtype)
-    left = xp.concatenate([one, xp.cumprod(flat[..., :-1], axis=-1)], axis=-1)
-    right = xp.concatenate([xp.cumprod(flat[..., :0:-1], axis=-1)[..., ::-1], one], axis=-1)
-    share = xp.reshape(left * right, moved.shape)
-    return g * xp.transpose(share, [order.index(a) for a in range(x.ndim)])
+    one = xp.ones(flat.shape[:-1] + (1,), dtype=x.dtype, device=x.device)
+    left = xp.concat([one, xp.cumulative_prod(flat[..., :-1], axis=-1)], axis=-1)
+    right = xp.flip(xp.cumulative_prod(xp.flip(flat[..., 1:], axis=-1), axis=-1), axis=-1)
+    share = xp.reshape(left * xp.concat([right, one], axis=-1), moved.shape)
+    return g * xp.permute_dims(share, tuple(order.index(a) for a in range(x.ndim)))
 
 
 def _var(xp, x, dim, correction, keepdim):
     ax = axes(dim, x.ndim)
     n = _count(x.shape, dim)
     if n - correction > 0:
-        return xp.var(x, axis=ax, ddof=correction, keepdims=keepdim)
+        return xp.var(x, axis=ax, correction=correction, keepdims=keepdim)
     # N - correction <= 0: PyTorch's Σ(x - mean)² / 0, inf or nan (NumPy would warn).
     if n == 0:
         shape = tuple(1 if a in ax else s for a, s in enumerate(x.shape) if keepdim or a not in ax)
-        return xp.full(shape, math.nan, dtype=_backend.default_float if x.dtype.kind != "f"
-                       else x.dtype)
+        floating = xp.isdtype(x.dtype, "real floating")
+        return xp.full(shape, math.nan, dtype=x.dtype if floating else _backend.default_float,
+                       device=x.device)
     centred = x - xp.mean(x, axis=ax, keepdims=True)
     total = xp.sum(centred * centred, axis=ax, keepdims=keepdim)
-    return total / xp.zeros((), dtype=total.dtype)
+    return total / xp.zeros((), dtype=total.dtype, device=total.device)
 
 
 @op(method=True)
@@ -258,7 +260,7 @@ def norm(xp, x, *, p=2, dim=None, keepdim=False):
     ax = axes(dim, x.ndim)
     a = xp.abs(x)
     if p == math.inf:
-        return xp.amax(a, axis=ax, keepdims=keepdim)
+        return xp.max(a, axis=ax, keepdims=keepdim)
     if p == 1.0:
         return xp.sum(a, axis=ax, keepdims=keepdim)
     if p == 2.0:
@@ -290,8 +292,9 @@ def _(g, x, out, p, dim, keepdim):
 @op(method=True)
 def cumsum(xp, x, *, dim):
     """Running sums along dim; the gradient is the reversed running sum of g"""
-    out = xp.cumsum(x, axis=axes(dim, x.ndim)[0] if x.ndim else None)
-    return out.reshape(x.shape)
+    if x.ndim == 0:
+        return xp.reshape(xp.cumulative_sum(xp.reshape(x, (1,)), axis=0), ())
+    return xp.cumulative_sum(x, axis=axes(dim, x.ndim)[0])
 
 
 @cumsum.rule

@@ -50,6 +50,7 @@ _OPS: dict[str, OpDef] = {}
 OPS: Mapping[str, OpDef] = MappingProxyType(_OPS)
 
 _ndarray = _backend.ndarray
+_xp = _backend.xp
 _quiet, _loud = _backend.quiet, _backend.loud
 _make = Tensor._make
 _SCALARS = (int, float, bool)
@@ -102,11 +103,12 @@ def result_type(*operands: Any) -> Any:
     """
     dims = zero = scalar = None
     for x in operands:
-        if isinstance(x, _ndarray):
+        if isinstance(x, _array_types()):
+            dtype = _backend.host_dtype(x.dtype)
             if x.ndim:
-                dims = _promote_pair(dims, x.dtype)
+                dims = _promote_pair(dims, dtype)
             else:
-                zero = _promote_pair(zero, x.dtype)
+                zero = _promote_pair(zero, dtype)
         elif isinstance(x, bool):
             scalar = _promote_pair(scalar, _backend.bool_)
         elif isinstance(x, int):
@@ -116,9 +118,15 @@ def result_type(*operands: Any) -> Any:
     return _combine(dims, _combine(zero, scalar))
 
 
+def _array_types() -> Any:
+    return _backend.array_types  # grows as device backends load
+
+
 def _cast_all(arrays: list, dtype: Any, skip: int = 0) -> list:
-    return arrays[:skip] + [a.astype(dtype) if isinstance(a, _ndarray) and a.dtype != dtype
-                            else a for a in arrays[skip:]]
+    kinds = _array_types()
+    return arrays[:skip] + [_backend.astype(a, dtype) if isinstance(a, kinds)
+                            and _backend.host_dtype(a.dtype) != dtype else a
+                            for a in arrays[skip:]]
 
 
 def promote_elementwise(arrays: list, skip: int = 0) -> list:
@@ -140,7 +148,8 @@ def promote_elementwise(arrays: list, skip: int = 0) -> list:
                                                           and b.dtype.kind == "f")):
             return arrays
     target = result_type(*arrays[skip:])
-    if target is None or all(not isinstance(a, _ndarray) or a.dtype == target
+    kinds = _array_types()
+    if target is None or all(not isinstance(a, kinds) or _backend.host_dtype(a.dtype) == target
                              for a in arrays[skip:]):
         return arrays
     return _cast_all(arrays, target, skip)
@@ -148,16 +157,25 @@ def promote_elementwise(arrays: list, skip: int = 0) -> list:
 
 def promote_to_float(arrays: list) -> list:
     """Integer and bool inputs become the default float (``exp`` of an int tensor: float32)."""
-    if all(not isinstance(a, _ndarray) or a.dtype.kind == "f" for a in arrays):
+    kinds = _array_types()
+    if all(not isinstance(a, kinds) or _backend.host_dtype(a.dtype).kind == "f"
+           for a in arrays):
         return arrays
-    return [a.astype(_backend.default_float) if isinstance(a, _ndarray) and a.dtype.kind != "f"
-            else a for a in arrays]
+    return [_backend.astype(a, _backend.default_float) if isinstance(a, kinds)
+            and _backend.host_dtype(a.dtype).kind != "f" else a for a in arrays]
 
 
 def promote_divide(arrays: list) -> list:
     """True division: the elementwise result type, and float32 when that is integral."""
     arrays = promote_elementwise(arrays)
     return promote_to_float(arrays)
+
+
+def promote_counts(arrays: list) -> list:
+    """``sum`` of a bool tensor counts (int64, as PyTorch; the array API standard sums only
+    numbers). Floating inputs never get here (the registry skips promotion for them)."""
+    return [_backend.astype(a, _backend.int64) if isinstance(a, _array_types())
+            and _backend.host_dtype(a.dtype) == _backend.bool_ else a for a in arrays]
 
 
 def promote_values(arrays: list) -> list:
@@ -185,7 +203,7 @@ class OpDef:
         # Gradients may need summing to a broadcast input's shape or casting back to a
         # promoted input's dtype: true for ops that promote (the elementwise ones, which
         # also broadcast). Others return gradients of their inputs' shapes and dtypes.
-        self.reshapes_grads = promote is not None
+        self.reshapes_grads = promote is not None and promote is not promote_counts
         self.view = view
         self.saves_inputs = saves_inputs
         self.__doc__ = forward.__doc__
@@ -298,7 +316,7 @@ class OpDef:
                 result.append(None)
                 continue
             if not isinstance(gx, Tensor):
-                gx = _make(_backend.asarray(gx), False, None)
+                gx = _make(_backend.asarray(gx, device=_backend.device_of(x.data)), False, None)
             # Broadcasting is undone here, once, for every op.
             data, target = gx.data, x.data
             if data.shape != target.shape:
@@ -348,7 +366,7 @@ class OpDef:
                 if gx.shape != target.shape:
                     gx = sum_to_shape(node.xp, gx, target.shape)
                 if gx.dtype != target.dtype:
-                    gx = gx.astype(target.dtype)
+                    gx = node.xp.astype(gx, target.dtype)
             result.append(gx)
         return tuple(result)
 
@@ -368,13 +386,15 @@ def apply(op: OpDef, inputs: tuple, params: dict) -> Tensor:
         if watcher is not None:  # yes: it runs the op (see flowgrad.anomaly)
             return watcher.apply(op, inputs, params)
     arrays = []
-    needs_grad = versioned = False
+    needs_grad = versioned = foreign = False
     dtype = None
     uniform = True  # every array input has one floating dtype: no promotion to do
     for x in inputs:
         if isinstance(x, Tensor):
             data = x.data
             arrays.append(data)
+            if type(data) is not _ndarray:
+                foreign = True  # on another device than the cpu
             if x.requires_grad:
                 needs_grad = True
             if x._vc is not None:
@@ -389,13 +409,21 @@ def apply(op: OpDef, inputs: tuple, params: dict) -> Tensor:
             arrays.append(x)
             uniform = False
         elif isinstance(x, _backend.generic):
-            arrays.append(x.item())  # a NumPy scalar acts as a Python number, as in PyTorch
+            arrays.append(x.item())  # host: a NumPy scalar acts as a Python number (PyTorch)
+        elif _backend.is_array(x):
+            arrays.append(x)  # an array of another device
+            uniform = False
+            foreign = True
         else:
             arrays.append(_backend.asarray(x))
             uniform = False
+    xp = _xp
+    if foreign:
+        xp, params = _device_namespace(op, inputs, arrays, params)
+        if dtype is not None:
+            dtype = _backend.host_dtype(dtype)
     if op.promote is not None and not (uniform and dtype is not None and dtype.kind == "f"):
         arrays = op.promote(arrays)
-    xp = _backend.xp
     token = _quiet()
     try:
         out = op.forward(xp, *arrays, **params)
@@ -412,8 +440,8 @@ def apply(op: OpDef, inputs: tuple, params: dict) -> Tensor:
     saved = None
     if op.saves:
         out, saved = out
-    if type(out) is not _ndarray:
-        out = _backend.asarray(out)
+    if type(out) is not _ndarray and not foreign:
+        out = _backend.host_output(out)  # a NumPy scalar from a full reduction
     if needs_grad and op.differentiable and grad_enabled():
         versions = None
         if versioned and op.saves_inputs:
@@ -424,7 +452,7 @@ def apply(op: OpDef, inputs: tuple, params: dict) -> Tensor:
             shape = out.shape
             node.reshapes = False
             for a in arrays:
-                if type(a) is _ndarray and a.shape != shape:
+                if (type(a) is _ndarray or foreign and _backend.is_array(a)) and a.shape != shape:
                     node.reshapes = True
                     break
     else:
@@ -438,6 +466,47 @@ def apply(op: OpDef, inputs: tuple, params: dict) -> Tensor:
         result._vc = base._shared_version()
         result._base = base if base._base is None else base._base
     return result
+
+
+def _device_namespace(op: OpDef, inputs: tuple, arrays: list, params: dict
+                      ) -> tuple[Any, dict]:
+    """The namespace of the device the op's tensors are on, and the op's arguments with
+    host arrays in them (indices, masks) copied there: the slow path, not all on the cpu.
+    Arrays given as constants (not tensors) are copied to that device too; tensors on two
+    devices are an error, as in PyTorch."""
+    found = None
+    for x, a in zip(inputs, arrays):
+        if isinstance(x, Tensor) or (_backend.is_array(a) and type(a) is not _ndarray):
+            here = _backend.device_of(a)
+            if found is None:
+                found = here
+            elif here != found:
+                raise RuntimeError(f"{op.name}: expected all tensors to be on the same device, "
+                                   f"but found at least two devices, {found} and {here}")
+    assert found is not None
+    for i, a in enumerate(arrays):
+        if type(a) is _ndarray:
+            arrays[i] = _backend.from_host(a, found)
+    if params and any(_holds_host_array(v) for v in params.values()):
+        params = {k: _to(v, found) for k, v in params.items()}
+    return _backend.namespace_of(found), params
+
+
+def _holds_host_array(value: Any) -> bool:
+    if isinstance(value, tuple):
+        return any(_holds_host_array(v) for v in value)
+    return type(value) is _ndarray or isinstance(value, Tensor)
+
+
+def _to(value: Any, device: Any) -> Any:
+    """An op argument with its host arrays (and tensors' arrays) on ``device``."""
+    if isinstance(value, tuple):
+        return tuple(_to(v, device) for v in value)
+    if isinstance(value, Tensor):
+        value = value.data
+    if type(value) is _ndarray:
+        return _backend.from_host(value, device)
+    return value
 
 
 def op(name: str | None = None, *, method: bool = False, saves: bool = False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from flowgrad._backend import namespace as xp_of
 from flowgrad.creation import zeros
 from flowgrad.ops._dims import axes, keep_dims
 from flowgrad.ops.elementwise import maximum, minimum
@@ -33,11 +34,11 @@ def _one_dim(dim, ndim: int, what: str) -> int:
 
 def _arg(xp, x, dim, keepdim, pick):
     if dim is None:
-        flat = pick(x.reshape(-1))
-        return xp.asarray(flat, dtype="int64").reshape((1,) * x.ndim if keepdim else ())
+        flat = xp.astype(pick(xp.reshape(x, (-1,))), xp.int64)
+        return xp.reshape(flat, (1,) * x.ndim if keepdim else ())
     if x.ndim == 0:
-        return xp.zeros((), dtype="int64")
-    return pick(x, axis=_one_dim(dim, x.ndim, "argmax"), keepdims=keepdim).astype("int64")
+        return xp.zeros((), dtype=xp.int64, device=x.device)
+    return xp.astype(pick(x, axis=_one_dim(dim, x.ndim, "argmax"), keepdims=keepdim), xp.int64)
 
 
 @op(method=True, differentiable=False)
@@ -65,10 +66,10 @@ def _select(xp, x, dim, keepdim, indices, pick, name):
         return pick(x)
     d = _one_dim(dim, x.ndim, name)
     if x.ndim == 0:
-        return x.copy()
+        return xp.asarray(x, copy=True)
     if indices is None:
         indices = _arg(xp, x, d, True, xp.argmax if name == "max" else xp.argmin)
-    values = xp.take_along_axis(x, indices.reshape(_kept(x.shape, d)), axis=d)
+    values = xp.take_along_axis(x, xp.reshape(indices, _kept(x.shape, d)), axis=d)
     return values if keepdim else xp.squeeze(values, axis=d)
 
 
@@ -87,15 +88,16 @@ def _select_rule(g, x, out, dim, keepdim, indices, name):
         # Equal values pick the first, as the forward did.
         indices = (argmax if name == "max" else argmin)(x.detach(), dim=d, keepdim=True).data
     g = keep_dims(g, x.shape, d, keepdim)
-    return index_add(zeros(x.shape, dtype=g.dtype), g,
-                     index=_along(indices.reshape(_kept(x.shape, d)), d))
+    indices = xp_of(indices).reshape(indices, _kept(x.shape, d))
+    return index_add(zeros(x.shape, dtype=g.dtype, device=g.device), g,
+                     index=_along(indices, d))
 
 
 @op("max")
 def _max(xp, x, *, dim=None, keepdim=False, indices=None):
     """max(x): the largest element (gradient split between ties); with dim, the values of
     max(x, dim) (gradient to the element at each index)"""
-    return _select(xp, x, dim, keepdim, indices, xp.amax, "max")
+    return _select(xp, x, dim, keepdim, indices, xp.max, "max")
 
 
 @_max.rule
@@ -107,7 +109,7 @@ def _(g, x, out, dim, keepdim, indices):
 def _min(xp, x, *, dim=None, keepdim=False, indices=None):
     """min(x): the smallest element (gradient split between ties); with dim, the values of
     min(x, dim) (gradient to the element at each index)"""
-    return _select(xp, x, dim, keepdim, indices, xp.amin, "min")
+    return _select(xp, x, dim, keepdim, indices, xp.min, "min")
 
 
 @_min.rule

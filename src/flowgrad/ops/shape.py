@@ -34,10 +34,21 @@ def _(xp, g, x, shape):
     return xp.reshape(g, x.shape)
 
 
+def _swap(ndim: int, dim0: int, dim1: int) -> tuple[int, ...]:
+    """The permutation that swaps two dims (negative dims count from the end)."""
+    order = list(range(ndim))
+    a, b = axes((dim0,), ndim)[0], axes((dim1,), ndim)[0]
+    order[a], order[b] = b, a
+    return tuple(order)
+
+
 @op(method=True, view=True, saves_inputs=False)
 def transpose(xp, x, *, dim0, dim1):
     """The gradient is transposed back"""
-    return xp.swapaxes(x, dim0, dim1)
+    if x.ndim == 0:
+        axes((dim0, dim1), 0)  # only 0 and -1 name the one dim of a 0-d tensor
+        return x
+    return xp.permute_dims(x, _swap(x.ndim, dim0, dim1))
 
 
 @transpose.rule
@@ -47,7 +58,7 @@ def _(g, x, dim0, dim1):
 
 @transpose.fast
 def _(xp, g, x, dim0, dim1):
-    return xp.swapaxes(g, dim0, dim1)
+    return g if g.ndim == 0 else xp.permute_dims(g, _swap(g.ndim, dim0, dim1))
 
 
 @op(method=True, varargs="dims", view=True, saves_inputs=False)
@@ -56,7 +67,7 @@ def permute(xp, x, *, dims):
     if sorted(d % max(x.ndim, 1) for d in dims) != list(range(x.ndim)):
         raise ValueError(f"permute: {dims} is not a permutation of the {x.ndim} dims of "
                          f"shape {tuple(x.shape)}")
-    return xp.transpose(x, dims)
+    return xp.permute_dims(x, tuple(d % max(x.ndim, 1) for d in dims))
 
 
 @permute.rule
@@ -77,15 +88,32 @@ def _basic_index(params: dict) -> bool:
     return _is_basic(params["index"])
 
 
+def full_index(index: Any) -> Any:
+    """``index`` with a trailing ``...`` when it names fewer dims than the array has: NumPy
+    and PyTorch read ``x[i]`` of a matrix as ``x[i, ...]``; the array API standard wants it
+    spelled out. A sole boolean mask stays as it is."""
+    parts = index if isinstance(index, tuple) else (index,)
+    for p in parts:
+        if p is Ellipsis or (_backend.is_array(p) and _backend.host_dtype(p.dtype).kind == "b"):
+            return index
+    return parts + (Ellipsis,)
+
+
+def _is_mask(index: Any) -> bool:
+    return _backend.is_array(index) and _backend.host_dtype(index.dtype).kind == "b"
+
+
 @op(view=_basic_index, saves_inputs=False)
 def getitem(xp, x, *, index):
     """x[index]: the gradient is scattered back, accumulating on repeated indices"""
-    return x[index]
+    if _is_basic(index) or _is_mask(index):
+        return x[full_index(index)]
+    return _backend.take(x, index)  # integer arrays mixed with slices: NumPy's rules
 
 
 @getitem.rule
 def _(g, x, index):
-    return index_add(zeros(x.shape, dtype=g.dtype), g, index=index)
+    return index_add(zeros(x.shape, dtype=g.dtype, device=g.device), g, index=index)
 
 
 @op(saves_inputs=False)
@@ -94,12 +122,24 @@ def index_add(xp, x, src, *, index):
 
     d/dx = g, d/dsrc = g[index]
     """
-    out = x.copy()
-    if _is_basic(index) or (_backend.is_array(index) and index.dtype == _backend.bool_):
-        out[index] += src  # these never select an element twice
+    out = xp.asarray(x, copy=True)
+    if _is_basic(index) or _is_mask(index):
+        index, src = _without_newaxes(xp, out, index, src)
+        out[full_index(index)] += src  # these never select an element twice
     else:
         _backend.scatter_add(out, index, src)
     return out
+
+
+def _without_newaxes(xp, x, index, src):
+    """A basic index without its ``None`` entries, and ``src`` without the size-1 axes they
+    made: assignment takes no ``None`` in the array API standard."""
+    parts = index if isinstance(index, tuple) else (index,)
+    if not any(p is None for p in parts):
+        return index, src
+    kept = tuple(p for p in parts if p is not None)
+    full = xp.broadcast_to(src, x[full_index(index)].shape)
+    return kept, xp.reshape(full, x[full_index(kept)].shape)
 
 
 @index_add.rule
@@ -110,7 +150,7 @@ def _(g, x, src, index, needs):
 @op(variadic=True, saves_inputs=False)
 def cat(xp, *xs, dim=0):
     """The gradient is split back into the pieces along dim"""
-    return xp.concatenate(xs, axis=dim)
+    return xp.concat(xs, axis=dim)
 
 
 @cat.rule
@@ -139,8 +179,6 @@ def _(g, *xs, dim):
 @op(method=True, view=True, saves_inputs=False)
 def squeeze(xp, x, *, dim=None):
     """Size-1 dims removed; the gradient is reshaped back"""
-    if dim is None:
-        return xp.squeeze(x)
     ax = tuple(a for a in axes(dim, x.ndim) if x.shape[a] == 1)
     return xp.squeeze(x, axis=ax) if ax else x
 
@@ -165,11 +203,11 @@ def _(g, x, dim):
 def flatten(xp, x, *, start_dim=0, end_dim=-1):
     """Dims start_dim..end_dim merged into one; the gradient is reshaped back"""
     if x.ndim == 0:
-        return x.reshape(1)
+        return xp.reshape(x, (1,))
     s, e = axes((start_dim,), x.ndim)[0], axes((end_dim,), x.ndim)[0]
     if s > e:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
-    return x.reshape(x.shape[:s] + (-1,) + x.shape[e + 1:])
+    return xp.reshape(x, x.shape[:s] + (-1,) + x.shape[e + 1:])
 
 
 @flatten.rule
@@ -202,13 +240,30 @@ def _(g, x, shape):
 # ---------------------------------------------------------------- more shape and indexing ops
 
 
-def _index_array(index, what: str):
-    """An integer index (Tensor, array or nested list) as an int64 array, else TypeError."""
+def _index_array(index, what: str, like=None):
+    """An integer index (Tensor, array or nested list) as an int64 array on ``like``'s
+    device (host data is copied there), else TypeError."""
+    arr = index.data if isinstance(index, Tensor) else index
+    if like is not None and type(like) is not _backend.ndarray:
+        arr = _backend.asarray(arr, device=_backend.device_of(like))
+    elif not _backend.is_array(arr):
+        arr = _backend.asarray(arr)
+    dtype = _backend.host_dtype(arr.dtype)
+    if dtype.kind not in "iu":
+        raise TypeError(f"{what}: index must hold integers, got dtype {dtype}")
+    return arr if dtype == _backend.int64 else _backend.astype(arr, _backend.int64)
 
-    arr = index.data if isinstance(index, Tensor) else _backend.asarray(index)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"{what}: index must hold integers, got dtype {arr.dtype}")
-    return arr.astype(_backend.int64, copy=False)
+
+def check_range(index, n: int, what: str, where: str = "", error: type = IndexError) -> None:
+    """``what`` (index values) must lie in [0, n): checked where reading them is free, on
+    the host.
+
+    On another device the check would wait for the device and copy its answer back (every
+    step), so there, as with PyTorch's GPU kernels, an index out of range is not diagnosed.
+    """
+    if _backend.on_host(index) and index.size and (index.min() < 0 or index.max() >= n):
+        raise error(f"{what} must lie in [0, {n}){where}, got min {index.min()} and max "
+                    f"{index.max()}")
 
 
 def _dims(dims, ndim: int) -> tuple[int, ...]:
@@ -219,7 +274,7 @@ def _dims(dims, ndim: int) -> tuple[int, ...]:
 @op(method=True, varargs="dims")
 def flip(xp, x, *, dims):
     """x reversed along ``dims``; the gradient is flipped back"""
-    return xp.flip(x, axis=_dims(dims, x.ndim)) if x.ndim else x.copy()
+    return xp.flip(x, axis=_dims(dims, x.ndim)) if x.ndim else xp.asarray(x, copy=True)
 
 
 @flip.rule
@@ -280,7 +335,7 @@ def _(g, x, sizes):
 
 def _along(index, dim: int):
     """The full advanced index that picks ``index`` along ``dim`` and position elsewhere."""
-    xp = _backend.xp
+    xp = _backend.namespace(index)
     parts = []
     for d, n in enumerate(index.shape):
         if d == dim:
@@ -288,7 +343,7 @@ def _along(index, dim: int):
         else:
             shape = [1] * index.ndim
             shape[d] = n
-            parts.append(xp.arange(n).reshape(shape))
+            parts.append(xp.reshape(xp.arange(n, device=index.device), tuple(shape)))
     return tuple(parts)
 
 
@@ -296,7 +351,7 @@ def _along(index, dim: int):
 def gather(xp, x, *, dim, index):
     """out[i][j][k] = x[i][index[i][j][k]][k] (for dim 1); repeated indices accumulate in the
     gradient, which is scattered back with index_add"""
-    index = _index_array(index, "gather")
+    index = _index_array(index, "gather", x)
     d = axes(dim, x.ndim)[0] if x.ndim else 0
     if index.ndim != x.ndim:
         raise ShapeError(f"gather: index of shape {tuple(index.shape)} must have as many dims "
@@ -305,55 +360,58 @@ def gather(xp, x, *, dim, index):
         if a != d and index.shape[a] > x.shape[a]:
             raise ShapeError(f"gather: index of shape {tuple(index.shape)} is larger than the "
                              f"input of shape {tuple(x.shape)} at dim {a}")
-    if index.size and (index.min() < 0 or index.max() >= x.shape[d]):
-        raise IndexError(f"gather: index values must lie in [0, {x.shape[d]}) for dim {dim} "
-                         f"of shape {tuple(x.shape)}, got min {index.min()} and max "
-                         f"{index.max()}")
+    check_range(index, x.shape[d] if x.ndim else 1, "gather: index values",
+                f" for dim {dim} of shape {tuple(x.shape)}")
     return x[_along(index, d)]
 
 
 @gather.rule
 def _(g, x, dim, index):
     d = axes(dim, x.ndim)[0] if x.ndim else 0
-    return index_add(zeros(x.shape, dtype=g.dtype), g,
-                     index=_along(_index_array(index, "gather"), d))
+    return index_add(zeros(x.shape, dtype=g.dtype, device=g.device), g,
+                     index=_along(_index_array(index, "gather", g.data), d))
 
 
 @op(method=True)
 def index_select(xp, x, *, dim, index):
     """The entries of x at ``index`` (1-D) along dim; repeated indices accumulate in the
     gradient"""
-    index = _index_array(index, "index_select")
+    index = _index_array(index, "index_select", x)
     if index.ndim > 1:
         raise ShapeError(f"index_select: index must be 1-D, got shape {tuple(index.shape)}")
     d = axes(dim, x.ndim)[0] if x.ndim else 0
     n = x.shape[d] if x.ndim else 1
-    if index.size and (index.min() < 0 or index.max() >= n):
-        raise IndexError(f"index_select: index values must lie in [0, {n}) for dim {dim} of "
-                         f"shape {tuple(x.shape)}, got min {index.min()} and max {index.max()}")
-    return xp.take(x, index.reshape(-1), axis=d) if x.ndim else x[()]
+    check_range(index, n, "index_select: index values", f" for dim {dim} of shape "
+                f"{tuple(x.shape)}")
+    return xp.take(x, xp.reshape(index, (-1,)), axis=d) if x.ndim else x[()]
 
 
 @index_select.rule
 def _(g, x, dim, index):
     d = axes(dim, x.ndim)[0]
-    where = (slice(None),) * d + (_index_array(index, "index_select").reshape(-1),)
-    return index_add(zeros(x.shape, dtype=g.dtype), g, index=where)
+    flat = _index_array(index, "index_select", g.data)
+    where = (slice(None),) * d + (_backend.namespace(flat).reshape(flat, (-1,)),)
+    return index_add(zeros(x.shape, dtype=g.dtype, device=g.device), g, index=where)
 
 
 @op(method=True)
 def masked_fill(xp, x, mask, value):
     """x with ``value`` where ``mask`` holds; the gradient goes to x where it does not and to a
     tensor ``value`` (summed) where it does"""
-    if mask.dtype != _backend.bool_:
-        raise TypeError(f"masked_fill: mask must be a bool tensor, got dtype {mask.dtype}")
-    if xp.broadcast_shapes(mask.shape, x.shape) != x.shape:
+    if not xp.isdtype(mask.dtype, "bool"):
+        raise TypeError(f"masked_fill: mask must be a bool tensor, got dtype "
+                        f"{_backend.host_dtype(mask.dtype)}")
+    if tuple(xp.broadcast_shapes(mask.shape, x.shape)) != tuple(x.shape):
         raise ShapeError(f"masked_fill: mask of shape {tuple(mask.shape)} does not broadcast "
                          f"to the input of shape {tuple(x.shape)}")
-    if xp.ndim(value) != 0:
+    if getattr(value, "ndim", 0) != 0:
         raise ValueError(f"masked_fill: value must be a number or a 0-d tensor, got shape "
-                         f"{tuple(xp.shape(value))}")
-    return xp.where(mask, xp.asarray(value, dtype=x.dtype), x)
+                         f"{tuple(value.shape)}")
+    if _backend.is_array(value):
+        fill = xp.astype(value, x.dtype)
+    else:
+        fill = xp.asarray(value, dtype=x.dtype, device=x.device)
+    return xp.where(mask, fill, x)
 
 
 @masked_fill.rule
@@ -466,7 +524,7 @@ def _einsum(xp, *operands, equation):
     operands, ones for the letters only it has, and identities for its repeated letters"""
     eq = _einsum_equation(equation, tuple(o.ndim for o in operands))
     try:
-        return xp.asarray(xp.einsum(eq, *operands))
+        return _backend.einsum(eq, *operands)
     except ValueError as exc:
         shapes = ", ".join(str(tuple(o.shape)) for o in operands)
         raise ShapeError(f"einsum: {equation!r} does not fit operands of shapes {shapes}: "
@@ -492,11 +550,11 @@ def _(g, *operands, equation, needs):
             if c in target:
                 # A repeated letter (a diagonal): a new letter tied to c by an identity.
                 new = next(fresh)
-                extra.append((c + new, eye(n, dtype=g.dtype)))
+                extra.append((c + new, eye(n, dtype=g.dtype, device=g.device)))
                 target.append(new)
                 continue
             if c not in seen:
-                extra.append((c, ones(n, dtype=g.dtype)))  # summed away: broadcast back
+                extra.append((c, ones(n, dtype=g.dtype, device=g.device)))  # summed: broadcast
                 seen.add(c)
             target.append(c)
         parts = [(out, g), *others, *extra]
@@ -522,7 +580,7 @@ def einsum(equation: str, *operands):
 @op(method=True, saves_inputs=False)
 def clone(xp, x):
     """A copy with its own memory; the gradient passes through unchanged"""
-    return xp.asarray(x).copy()
+    return xp.asarray(x, copy=True)
 
 
 @clone.rule
@@ -531,13 +589,29 @@ def _(g, x):
 
 
 @op(saves_inputs=False)
+def to_device(xp, x, *, device):
+    """x copied to ``device`` (a :class:`~flowgrad.device`); the gradient is copied back"""
+    return _backend.to_device(x, device)
+
+
+@to_device.rule
+def _(g, x, device):
+    return to_device(g, device=x.device)
+
+
+@to_device.fast
+def _(xp, g, x, device):
+    return _backend.to_device(g, _backend.device_of(x))
+
+
+@op(saves_inputs=False)
 def index_put(xp, x, value, *, index):
     """x with x[index] = value (what ``t[index] = value`` records).
 
     d/dx = g with the overwritten places zeroed, d/dvalue = g[index] (summed to its shape)
     """
-    out = x.copy()
-    out[index] = value
+    out = xp.asarray(x, copy=True)
+    _backend.index_put(out, index, value)
     return out
 
 

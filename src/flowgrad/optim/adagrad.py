@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from flowgrad._backend import xp
+from flowgrad._backend import full_like as _full_like
+from flowgrad._backend import namespace
 from flowgrad.optim.optimizer import Optimizer, _check_nonneg
 
 
@@ -50,7 +51,7 @@ class Adagrad(Optimizer):
         for p in group["params"]:
             self.state[p] = {
                 "step": 0,
-                "sum": xp.full(p.shape, group["initial_accumulator_value"], dtype=p.dtype),
+                "sum": _full_like(p.data, group["initial_accumulator_value"]),
             }
 
     def _check_group(self, group: dict[str, Any]) -> None:
@@ -66,7 +67,7 @@ class Adagrad(Optimizer):
         if "sum" not in state:
             # A state dict saved before this parameter had state; start it as PyTorch would.
             state["step"] = 0
-            state["sum"] = xp.full(p.shape, group["initial_accumulator_value"], dtype=p.dtype)
+            state["sum"] = _full_like(p, group["initial_accumulator_value"])
         state["step"] += 1
         step = state["step"]
         if group["maximize"]:
@@ -75,6 +76,6 @@ class Adagrad(Optimizer):
             g = g + weight_decay * p
         clr = lr / (1 + (step - 1) * lr_decay)
         state["sum"] += g * g
-        std = xp.sqrt(state["sum"])
+        std = namespace(p).sqrt(state["sum"])
         std += eps
         p -= clr * (g / std)

@@ -7,7 +7,7 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
-from flowgrad._backend import xp
+from flowgrad._backend import namespace
 from flowgrad.optim.optimizer import Optimizer, _check_nonneg
 
 
@@ -81,6 +81,7 @@ class Adam(Optimizer):
     def _update(self, p: Any, g: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
         beta1, beta2 = group["betas"]
+        xp = namespace(p)  # the parameter's device: its state lives there too
         if not state:
             state["step"] = 0
             state["exp_avg"] = xp.zeros_like(p)
@@ -105,7 +106,7 @@ class Adam(Optimizer):
         bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
         if group["amsgrad"]:
             max_sq = state["max_exp_avg_sq"]
-            xp.maximum(max_sq, exp_avg_sq, out=max_sq)
+            max_sq[...] = xp.maximum(max_sq, exp_avg_sq)
             denom = xp.sqrt(max_sq)
         else:
             denom = xp.sqrt(exp_avg_sq)

@@ -132,7 +132,8 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 elif p.grad is not None:
-                    p.grad = Tensor._make(xp.zeros_like(p.data), False, None)
+                    p.grad = Tensor._make(_backend.namespace(p.data).zeros_like(p.data),
+                                          False, None)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient (those whose ``.grad`` is None are
@@ -239,9 +240,9 @@ class Optimizer:
 
 def _copy_value(value: Any) -> Any:
     if isinstance(value, Tensor):
-        return value.data.copy()
+        return _backend.copy(value.data)
     if _backend.is_array(value):
-        return value.copy()
+        return _backend.copy(value)
     return copy.deepcopy(value)
 
 
@@ -250,12 +251,16 @@ def _restore_value(name: str, value: Any, p: Tensor) -> Any:
         return int(value.item() if hasattr(value, "item") else value)
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    arr = value.data if isinstance(value, Tensor) else xp.asarray(value)
-    if arr.shape != p.data.shape:
+    arr = value.data if isinstance(value, Tensor) else value
+    if not _backend.is_array(arr):
+        arr = xp.asarray(arr)
+    if tuple(arr.shape) != tuple(p.data.shape):
         raise ValueError(f"state buffer {name!r} has shape {tuple(arr.shape)} but its parameter "
                          f"has shape {tuple(p.shape)}")
-    # A private, writable copy in the parameter's dtype: buffers are updated in place.
-    return arr.astype(p.dtype, copy=True)
+    # A private, writable copy in the parameter's dtype, on the parameter's device (as
+    # PyTorch's load_state_dict): buffers are updated in place.
+    moved = _backend.to_device(arr, p.device)
+    return _backend.astype(moved, p.dtype, copy=moved is arr)
 
 
 def _check_nonneg(group: dict[str, Any], key: str, what: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from flowgrad._backend import xp
+from flowgrad._backend import namespace
 from flowgrad.optim.optimizer import Optimizer, _check_nonneg
 
 
@@ -64,6 +64,7 @@ class RMSprop(Optimizer):
     def _update(self, p: Any, g: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
         weight_decay, momentum = group["weight_decay"], group["momentum"]
+        xp = namespace(p)  # the parameter's device: its state lives there too
         if not state:
             state["step"] = 0
             state["square_avg"] = xp.zeros_like(p)

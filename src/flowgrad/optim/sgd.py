@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from flowgrad._backend import xp
+from flowgrad._backend import namespace, on_host
 from flowgrad.optim.optimizer import Optimizer, _check_nonneg, required
 
 
@@ -74,9 +74,10 @@ class SGD(Optimizer):
         if momentum != 0:
             buf = state.get("momentum_buffer")
             if buf is None:
-                # A copy: g may be the (read-only, shared) gradient array itself. xp.array,
+                # A copy: g may be the (read-only, shared) gradient array itself. asarray,
                 # not g.copy(): for a 0-d parameter g may be a NumPy scalar here.
-                buf = state["momentum_buffer"] = xp.array(g, dtype=p.dtype, copy=True)
+                buf = namespace(p).asarray(g, dtype=p.dtype, copy=True)
+                state["momentum_buffer"] = buf
             else:
                 buf *= momentum
                 buf += (1 - dampening) * g
@@ -90,7 +91,8 @@ _SLICE = 1 << 16
 def _subtract_scaled(p: Any, g: Any, lr: float) -> None:
     """``p -= lr * g`` in slices, so no temporary the size of a large weight is allocated
     (the same arithmetic per element, so the same result to the bit)."""
-    if p.size <= _SLICE or not p.flags.c_contiguous or getattr(g, "shape", None) != p.shape:
+    if p.size <= _SLICE or not on_host(p) or not p.flags.c_contiguous \
+            or getattr(g, "shape", None) != p.shape:
         p -= lr * g
         return
     flat_p, flat_g = p.reshape(-1), g.reshape(-1)
