@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 
 from flowgrad.errors import ShapeError
 from flowgrad.ops.elementwise import log, where
@@ -102,8 +103,12 @@ def _(g, x, y, out, needs):
     if needs[1]:
         # xʸ·log(x) is 0·(-inf) at x = 0 and y >= 0; PyTorch takes the limit 0 there (and
         # keeps ±inf for y < 0). The masked log sees 1, so no NaN reaches order 2.
-        zero = where(y >= 0, x == 0, False)  # y is a Tensor; x may be a number
-        gy = g * where(zero, 0.0, out * log(where(zero, 1.0, x)))
+        if isinstance(x, Tensor):
+            zero = where(y >= 0, x == 0, False)
+            gy = g * where(zero, 0.0, out * log(where(zero, 1.0, x)))
+        else:  # a number base (2.0 ** t): its log is a number too, on no device
+            log_x = math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
+            gy = g * (where(y >= 0, 0.0, out * log_x) if x == 0 else out * log_x)
     return gx, gy
 
 
