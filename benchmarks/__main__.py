@@ -47,12 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-torch", action="store_true", help="leave PyTorch out even if it is installed"
     )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default) or cuda: the GPU run of the MLP step against PyTorch CUDA "
+        '(needs CuPy: pip install "flowgrad[cuda12]")',
+    )
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmarks the parsed options ask for; prints the tables as they come."""
-    from benchmarks.harness import CASE_NAMES, run_benchmarks
+    from benchmarks.harness import CASE_NAMES, cases_for, run_benchmarks
     from benchmarks.report import render_case_text, render_targets_text, update_markdown
     from flowgrad._atomic import write_text
 
@@ -64,6 +70,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown case {', '.join(unknown)}; choose from {', '.join(CASE_NAMES)}")
     if args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    try:
+        mine = cases_for(args.device)
+    except RuntimeError as exc:
+        raise UsageError(f"--device {args.device}: {exc}") from None
+    elsewhere = [c for c in cases or () if c not in mine]
+    if elsewhere:
+        raise UsageError(f"case {', '.join(elsewhere)} does not run with --device "
+                         f"{args.device}; its cases: {', '.join(mine) or 'none'}")
     for option in ("markdown", "json"):
         value = getattr(args, option)
         if value and not Path(value).resolve().parent.is_dir():
@@ -77,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             (f"--cases {args.cases}", bool(args.cases)),
             (f"--threads {args.threads}", args.threads != 2),
             ("--no-torch", args.no_torch),
+            (f"--device {args.device}", args.device != "cpu"),
         )
         if on
     ]
@@ -95,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         profile=profile,
         threads=args.threads,
         use_torch=not args.no_torch,
+        device=args.device,
         command=" ".join([PROG, *flags]),
         log=log,
         on_start=start,

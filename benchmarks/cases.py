@@ -74,6 +74,7 @@ class Settings:
     ddp_steps: int = 60
     ddp_warmup: int = 5
     ddp_rounds: int = 3
+    gpu_batches: tuple[int, ...] = (128, 1024, 8192)
     full_size: bool = True
 
 
@@ -95,6 +96,7 @@ PROFILES: dict[str, Settings] = {
         op_timing=TimingPlan(warmup=1, repeats=2, min_time=0.0, max_number=1),
         batches=(16,),
         conv_batches=(4,),
+        gpu_batches=(16,),
         pool_batches=2,
         mem_steps=2,
         rss=False,
@@ -114,12 +116,14 @@ PROFILES: dict[str, Settings] = {
 
 @dataclass
 class Context:
-    """What every case needs: the settings, PyTorch (or None) and the thread count."""
+    """What every case needs: the settings, PyTorch (or None), the thread count and the
+    device the run is for (``cpu``, or ``cuda`` with ``--device cuda``)."""
 
     settings: Settings
     torch: Any | None
     threads: int
     log: Callable[[str], None] = lambda msg: None
+    device: str = "cpu"
 
 
 CaseFn = Callable[[Context], CaseResult]
@@ -128,17 +132,24 @@ CaseFn = Callable[[Context], CaseResult]
 CASES: dict[str, CaseFn] = {}
 
 
-def case(fn: CaseFn) -> CaseFn:
-    """Register ``fn`` as the benchmark case named ``fn.__name__``.
+def case(fn: CaseFn | None = None, *, devices: tuple[str, ...] = ("cpu",)) -> Any:
+    """Register ``fn`` as the benchmark case named ``fn.__name__``: ``@case``, or
+    ``@case(devices=("cuda",))`` for a case that a ``--device cuda`` run takes (a run takes
+    the cases of its device).
 
     A case takes the :class:`Context` and returns a :class:`~benchmarks.report.CaseResult`
     (tables, notes, checks against the targets, raw numbers in ``data``); an exception it
     raises is reported as that case's error without stopping the others.
     """
-    if fn.__name__ in CASES:
-        raise ValueError(f"benchmark case {fn.__name__!r} is defined twice")
-    CASES[fn.__name__] = fn
-    return fn
+
+    def register(fn: CaseFn) -> CaseFn:
+        if fn.__name__ in CASES:
+            raise ValueError(f"benchmark case {fn.__name__!r} is defined twice")
+        fn.devices = devices  # type: ignore[attr-defined]
+        CASES[fn.__name__] = fn
+        return fn
+
+    return register if fn is None else register(fn)
 
 
 def _missing(ctx: Context, name: str, errors: dict[str, str]) -> str:
@@ -890,4 +901,4 @@ def import_time(ctx: Context) -> CaseResult:
 
 
 # Cases in their own modules register on import (after the ones above, in this order).
-from benchmarks import conv_train, ddp_mlp  # noqa: E402, F401
+from benchmarks import conv_train, ddp_mlp, gpu_mlp  # noqa: E402, F401

@@ -11,13 +11,16 @@ import numpy as np  # noqa: TID251 -- inputs arrive as NumPy arrays shared with 
 import flowgrad as fg
 
 
-def mlp_batches(xs: list[np.ndarray], ys: list[np.ndarray]) -> list[tuple[fg.Tensor, fg.Tensor]]:
-    """The NumPy batches as flowgrad tensors, made once, outside the timed steps."""
-    return [(fg.tensor(x), fg.tensor(y)) for x, y in zip(xs, ys)]
+def mlp_batches(xs: list[np.ndarray], ys: list[np.ndarray],
+                device: str = "cpu") -> list[tuple[fg.Tensor, fg.Tensor]]:
+    """The NumPy batches as flowgrad tensors on ``device``, made once, outside the timed
+    steps."""
+    return [(fg.tensor(x, device=device), fg.tensor(y, device=device)) for x, y in zip(xs, ys)]
 
 
-def make_mlp_trainer(params: dict[str, np.ndarray], lr: float) -> Callable:
-    """``step(x, y) -> loss`` for 784 -> 256 -> ReLU -> 10, ``CrossEntropyLoss``, ``optim.SGD``."""
+def make_mlp_trainer(params: dict[str, np.ndarray], lr: float, device: str = "cpu") -> Callable:
+    """``step(x, y) -> loss`` for 784 -> 256 -> ReLU -> 10, ``CrossEntropyLoss``, ``optim.SGD``,
+    on ``device`` (on a GPU each step waits for the device before it returns)."""
     import flowgrad.nn as nn
     import flowgrad.optim as optim
 
@@ -28,8 +31,10 @@ def make_mlp_trainer(params: dict[str, np.ndarray], lr: float) -> Callable:
                 f"parameter {key}: flowgrad has shape {p.shape}, expected {params[key].shape}"
             )
         p.data = params[key].copy()
+    model.to(device)
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.SGD(model.parameters(), lr=lr)
+    where = fg.device(device)
 
     def step(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:
         opt.zero_grad()
@@ -38,8 +43,14 @@ def make_mlp_trainer(params: dict[str, np.ndarray], lr: float) -> Callable:
         opt.step()
         return loss
 
-    step.params = tuple(model.parameters())  # type: ignore[attr-defined]
-    return step
+    def step_synchronized(x: fg.Tensor, y: fg.Tensor) -> fg.Tensor:
+        loss = step(x, y)
+        fg.cuda.synchronize(where)
+        return loss
+
+    trainer = step_synchronized if where.type == "cuda" else step
+    trainer.params = tuple(model.parameters())  # type: ignore[attr-defined]
+    return trainer
 
 
 def op_expression(x: np.ndarray, y: np.ndarray) -> tuple[Callable, Callable]:

@@ -32,12 +32,30 @@ __all__ = ["CASE_NAMES", "run_benchmarks", "render_text", "update_markdown", "Re
 CASE_NAMES = tuple(CASES)
 
 
+def cases_for(device: str) -> list[str]:
+    """The cases a run on ``device`` takes (registered with ``@case(devices=...)``).
+
+    Raises:
+        RuntimeError: ``device`` is not a device name, or names a GPU where CuPy or a GPU is
+            missing (the message says which).
+    """
+    import flowgrad as fg
+
+    kind = fg.device(device).type
+    if kind == "cpu":
+        return [n for n, fn in CASES.items() if "cpu" in getattr(fn, "devices", ("cpu",))]
+    fg.zeros(1, device=device)  # the RuntimeError that says what is missing, if anything
+    # The GPU cases; the test device (strict) runs them too, to check them without a GPU.
+    return [n for n, fn in CASES.items() if "cuda" in getattr(fn, "devices", ("cpu",))]
+
+
 def run_benchmarks(
     cases: Sequence[str] | None = None,
     *,
     profile: str = "full",
     threads: int = 2,
     use_torch: bool = True,
+    device: str = "cpu",
     command: str = "python -m benchmarks",
     log: Callable[[str], None] | None = None,
     on_start: Callable[[list[str]], None] | None = None,
@@ -51,6 +69,8 @@ def run_benchmarks(
             or ``"smoke"`` (tiny sizes: checks the harness, the numbers mean nothing).
         threads: thread count for NumPy's BLAS/OpenMP and PyTorch alike.
         use_torch: False skips PyTorch even when it is installed.
+        device: ``"cpu"`` or ``"cuda"``: a run takes the cases registered for its device
+            (``@case(devices=...)``); ``cuda`` needs ``fg.cuda.is_available()``.
         command: the command line recorded in the report.
         log: receives one-line progress messages.
         on_start: called with the machine-fact lines before the first case.
@@ -60,12 +80,19 @@ def run_benchmarks(
         The :class:`~benchmarks.report.Report`.
 
     Raises:
-        ValueError: an unknown case or profile name, or ``threads`` < 1.
+        ValueError: an unknown case or profile name, a case not made for ``device``, or
+            ``threads`` < 1.
+        RuntimeError: ``device`` is ``cuda`` where CuPy or a GPU is missing.
     """
-    names = list(cases) if cases else list(CASES)
+    mine = cases_for(device)
+    names = list(cases) if cases else mine
     unknown = [n for n in names if n not in CASES]
     if unknown:
         raise ValueError(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    elsewhere = [n for n in names if n not in mine]
+    if elsewhere:
+        raise ValueError(f"case(s) {', '.join(elsewhere)} do not run on {device}; the "
+                         f"{device} cases: {', '.join(mine) or 'none'}")
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     if threads < 1:
@@ -78,7 +105,7 @@ def run_benchmarks(
         facts_lines = format_facts(facts)
         if on_start is not None:
             on_start(facts_lines)
-        ctx = Context(settings, torch, threads, log or (lambda msg: None))
+        ctx = Context(settings, torch, threads, log or (lambda msg: None), device)
         for name in names:
             start = time.perf_counter()
             try:
@@ -97,5 +124,6 @@ def run_benchmarks(
         facts_lines.append(
             f"load average at end (1, 5, 15 min): {end_load[0]}, {end_load[1]}, {end_load[2]}"
         )
-    settings_dict: dict[str, Any] = {"profile": profile, "threads": threads, "use_torch": use_torch}
+    settings_dict: dict[str, Any] = {"profile": profile, "threads": threads, "use_torch": use_torch,
+                                     "device": device}
     return Report(facts, facts_lines, settings_dict, command, results)

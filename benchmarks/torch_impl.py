@@ -12,18 +12,24 @@ from typing import Any
 import numpy as np  # noqa: TID251 -- inputs arrive as NumPy arrays shared with the other sides
 
 
-def mlp_batches(torch: Any, xs: list[np.ndarray], ys: list[np.ndarray]) -> list[tuple]:
-    """The NumPy batches as PyTorch tensors (``from_numpy``: shared memory, no copy)."""
-    return [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in zip(xs, ys)]
+def mlp_batches(torch: Any, xs: list[np.ndarray], ys: list[np.ndarray],
+                device: str = "cpu") -> list[tuple]:
+    """The NumPy batches as PyTorch tensors (``from_numpy``: shared memory, no copy; on a GPU
+    copied there once)."""
+    return [(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))
+            for x, y in zip(xs, ys)]
 
 
-def make_mlp_trainer(torch: Any, params: dict[str, np.ndarray], lr: float) -> Callable:
-    """``step(x, y) -> loss`` for 784 -> 256 -> ReLU -> 10, ``CrossEntropyLoss``, ``optim.SGD``."""
+def make_mlp_trainer(torch: Any, params: dict[str, np.ndarray], lr: float,
+                     device: str = "cpu") -> Callable:
+    """``step(x, y) -> loss`` for 784 -> 256 -> ReLU -> 10, ``CrossEntropyLoss``, ``optim.SGD``,
+    on ``device`` (on a GPU each step waits for the device before it returns)."""
     nn = torch.nn
     model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
     with torch.no_grad():
         for p, key in zip(model.parameters(), ("w1", "b1", "w2", "b2")):
             p.copy_(torch.from_numpy(params[key]))
+    model.to(device)
     loss_fn = nn.CrossEntropyLoss()
     opt = torch.optim.SGD(model.parameters(), lr=lr)
 
@@ -34,8 +40,14 @@ def make_mlp_trainer(torch: Any, params: dict[str, np.ndarray], lr: float) -> Ca
         opt.step()
         return loss
 
-    step.params = tuple(model.parameters())  # type: ignore[attr-defined]
-    return step
+    def step_synchronized(x: Any, y: Any) -> Any:
+        loss = step(x, y)
+        torch.cuda.synchronize()
+        return loss
+
+    trainer = step if str(device) == "cpu" else step_synchronized
+    trainer.params = tuple(model.parameters())  # type: ignore[attr-defined]
+    return trainer
 
 
 def op_expression(torch: Any, x: np.ndarray, y: np.ndarray) -> tuple[Callable, Callable]:

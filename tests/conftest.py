@@ -7,6 +7,7 @@ run), where an op that calls a NumPy-only function or method, converts a device 
 NumPy behind the user's back, or mixes devices raises. The test code itself reads results
 back with ``.numpy()`` and ``np.testing`` (on that device an explicit copy to the host made
 for the test only; flowgrad's own code calling them there still raises, as on a GPU).
+``--backend cuda`` does the same on a GPU (CuPy), where ``fg.cuda.is_available()``.
 """
 
 from __future__ import annotations
@@ -27,16 +28,24 @@ _NUMPY = str(Path(np.__file__).resolve().parent)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--backend", choices=("numpy", "strict"), default="numpy",
+    parser.addoption("--backend", choices=("numpy", "strict", "cuda"), default="numpy",
                      help="array backend the tensors live on: numpy (the cpu device, "
-                          "default) or strict (array-api-strict's simulated device; runs "
-                          "the tests marked portable)")
+                          "default), strict (array-api-strict's simulated device) or cuda "
+                          "(CuPy on a GPU); the last two run the tests marked portable")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "portable: also runs with --backend strict")
+    config.addinivalue_line("markers", "portable: also runs with --backend strict or cuda")
     config.addinivalue_line("markers", "numpy_only: needs the NumPy backend (host memory, "
-                                       "views, value checks); skipped with --backend strict")
+                                       "views, value checks); left out with another backend")
+    if config.getoption("--backend") == "cuda":
+        import flowgrad as fg
+
+        if not fg.cuda.is_available():
+            try:
+                fg.zeros(1, device="cuda")
+            except RuntimeError as exc:
+                raise pytest.UsageError(f"--backend cuda: {exc}") from None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
@@ -63,8 +72,10 @@ def _from_tests() -> bool:
 
 @pytest.fixture(autouse=True)
 def _array_backend(request: pytest.FixtureRequest):
-    """With --backend strict: tensors are made on ``strict:0`` for the duration of a test."""
-    if request.config.getoption("--backend") == "numpy":
+    """With --backend strict (cuda): tensors are made on ``strict:0`` (``cuda:0``) for the
+    duration of a test."""
+    backend = request.config.getoption("--backend")
+    if backend == "numpy":
         yield
         return
     import flowgrad as fg
@@ -85,7 +96,7 @@ def _array_backend(request: pytest.FixtureRequest):
         return array(self, dtype, copy)
 
     tensor.numpy, tensor.__array__ = read_numpy, read_array
-    fg.set_default_device("strict")
+    fg.set_default_device(backend)
     try:
         yield
     finally:

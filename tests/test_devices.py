@@ -324,6 +324,60 @@ def test_mlp_trains_the_same_on_another_device(optimizer):
     assert there[2] == here[2]
 
 
+def test_train_runs_on_another_device_with_the_same_result(tmp_path):
+    from flowgrad.training import TrainConfig, load_run, train
+
+    def run(device, out):
+        config = TrainConfig(epochs=2, hidden=16, batch_size=64, device=device,
+                             out=str(tmp_path / out))
+        return train(config, progress=False, plot=False)
+
+    here, there = run("cpu", "cpu"), run(OTHER, "other")
+    assert all(_on(p, OTHER) for p in there.model.parameters())
+    assert there.config.device == OTHER
+    for a, b in zip(here.metrics, there.metrics):
+        assert a.test_accuracy == b.test_accuracy
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5)
+    saved = load_run(there.run_dir)  # the run folder reloads on the cpu
+    assert _on(next(saved.model.parameters()), "cpu")
+
+
+def test_train_cli_without_a_gpu_is_one_error_line(monkeypatch, capsys, tmp_path):
+    from flowgrad.cli import main
+
+    _forget_cuda(monkeypatch)
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    for device in ("cuda", "cuda:1"):
+        assert main(["train", "--device", device, "--out", str(tmp_path / "run"),
+                     "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("flowgrad train: error: cuda: CuPy is not installed")
+        assert 'pip install "flowgrad[cuda12]"' in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+    assert main(["train", "--device", "gpu", "--out", str(tmp_path / "run")]) == 2
+    assert "device must be cpu, cuda, cuda:N or auto" in capsys.readouterr().err
+    from flowgrad.training import resolve_device
+
+    assert resolve_device("auto") == "cpu"  # no GPU: auto is the cpu
+
+
+def test_the_gpu_benchmark_case_runs_on_the_test_device():
+    """``python -m benchmarks --device cuda`` takes the case mlp_train_cuda; here it runs on
+    the strict device (no GPU needed) to check the case itself."""
+    sys.path.insert(0, str(PKG.parents[1]))
+    try:
+        from benchmarks.cases import CASES, PROFILES, Context
+        from benchmarks.harness import cases_for
+    finally:
+        sys.path.remove(str(PKG.parents[1]))
+    assert cases_for("cpu") and "mlp_train_cuda" not in cases_for("cpu")
+    assert "mlp_train_cuda" in cases_for("strict")  # (a GPU case runs on any non-cpu device)
+    result = CASES["mlp_train_cuda"](Context(PROFILES["smoke"], None, 1, device="strict:0"))
+    assert result.error is None
+    assert result.checks and all(c.ok for c in result.checks), result.checks
+    assert result.tables[0].rows[0][0] == "16" and result.data["16"]["samples_per_s"]["flowgrad"]
+
+
 # ---------------------------------------------------------------- no hidden host round-trips
 
 # Calls that read an array's values back (on a GPU: wait for it, copy to the host).

@@ -298,6 +298,9 @@ CASES: list[Case] = [
     Case("einsum-trace", lambda x: fg.einsum("ii->", x), lambda t, x: t.einsum("ii->", x),
          (_a(1, 2, 3, 4).reshape(2, 2),)),
     _both("clone", lambda x: x.clone(), _a(1, inf)),
+    # To the array-api-strict test device and back: the gradient moves back unchanged.
+    Case("to_device", lambda x: x.to("strict:0").to(x.device) * 1.0, lambda t, x: x * 1.0,
+         (_a(1, -inf, inf, 0),)),
     Case("index_put", lambda x, v: _index_put(x, v), lambda t, x, v: _index_put(x, v),
          (_a(1, 2, 3), _a(5.0))),
 ]

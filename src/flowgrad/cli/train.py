@@ -81,6 +81,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="profile the first epoch (training steps and test evaluation) "
                         "and print, per op, calls, forward and backward time and bytes "
                         "produced, as fg.profiler.profile().table() does")
+    parser.add_argument("--device", default=d.device, metavar="DEVICE",
+                        help="where to train: cpu (default), cuda, cuda:N, or auto (cuda when "
+                        'a GPU is available); cuda needs CuPy: pip install "flowgrad[cuda12]"')
     parser.add_argument("--nproc", type=int, default=None, metavar="N",
                         help="train data-parallel on N processes of this machine by starting "
                         "`mpiexec -n N flowgrad train ...` (needs flowgrad[distributed]); "
@@ -89,7 +92,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from flowgrad import distributed as dist
-    from flowgrad.training import DataUnavailable, TrainConfig, train
+    from flowgrad.training import DataUnavailable, TrainConfig, resolve_device, train
     from flowgrad.training.parallel import PeerFailed, agreed
 
     started = time.perf_counter()
@@ -107,8 +110,12 @@ def run(args: argparse.Namespace) -> int:
                              epochs=args.epochs,
                              batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                              schedule=args.schedule, seed=args.seed, out=args.out,
-                             overwrite=args.overwrite)
-    except ValueError as exc:
+                             overwrite=args.overwrite, device=args.device)
+        device = resolve_device(config.device)  # a missing GPU is said before any work
+        if device.type != "cpu" and (under_mpi or (args.nproc or 1) > 1):
+            raise ValueError(f"--device {args.device}: data-parallel training (--nproc, "
+                             "mpiexec) runs on the cpu")
+    except (ValueError, RuntimeError) as exc:
         if quiet_rank:
             return 2
         raise CLIError(str(exc)) from None

@@ -55,6 +55,7 @@ from flowgrad.training.config import (
     SCHEDULES,
     TrainConfig,
     default_lr,
+    resolve_device,
 )
 from flowgrad.training.datasets import DatasetSplits, DataUnavailable, load_dataset
 from flowgrad.training.evaluation import (
@@ -92,6 +93,7 @@ __all__ = [
     # config
     "CNN_CHANNELS", "DATASETS", "DEFAULT_LR", "DEFAULT_LR_28X28", "DEFAULT_LR_CNN",
     "DEFAULT_LR_CNN_28X28", "MODELS", "OPTIMIZERS", "SCHEDULES", "TrainConfig", "default_lr",
+    "resolve_device",
     # datasets
     "DataUnavailable", "DatasetSplits", "load_dataset",
     # model

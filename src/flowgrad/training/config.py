@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowgrad._backend import as_device, device
 from flowgrad.optim import catalogue
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "SCHEDULES",
     "TrainConfig",
     "default_lr",
+    "resolve_device",
 ]
 
 
@@ -130,6 +132,9 @@ class TrainConfig:
             refused unless ``overwrite``.
         overwrite: replace the run in ``out`` (its run files are removed first, so two runs
             never mix).
+        device: where the model trains: ``"cpu"``, ``"cuda"`` (``"cuda:N"``), or ``"auto"``
+            (``cuda`` when a GPU is available, else ``cpu``); see :func:`resolve_device`.
+            The weights are the same on every device for a seed (one host generator).
     """
 
     dataset: str = "digits"
@@ -145,6 +150,7 @@ class TrainConfig:
     seed: int = 0
     out: str | None = None
     overwrite: bool = False
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         # Paths may come as Path objects; the config is written as JSON.
@@ -180,6 +186,9 @@ class TrainConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or \
                 not 0 <= self.seed <= 2**64 - 1:
             raise ValueError(f"seed must be an integer from 0 to 2**64 - 1, got {self.seed!r}")
+        if not isinstance(self.device, str) or (self.device != "auto"
+                                                 and not _is_device_name(self.device)):
+            raise ValueError(f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
         if self.out is not None:
             if not self.out.strip():
                 raise ValueError("out: the run folder name is empty")
@@ -194,3 +203,26 @@ class TrainConfig:
         """The learning rate used: ``lr``, or :func:`default_lr` when ``lr`` is None."""
         return float(self.lr) if self.lr is not None else default_lr(self.optimizer,
                                                                       self.dataset, self.model)
+
+
+def _is_device_name(name: str) -> bool:
+    try:
+        device(name)
+    except (RuntimeError, TypeError):
+        return False
+    return True
+
+
+def resolve_device(name: str) -> device:
+    """The device a run with ``device=name`` trains on: ``"auto"`` is ``cuda`` when
+    ``fg.cuda.is_available()``, else ``cpu``.
+
+    Raises:
+        RuntimeError: ``cuda`` was asked for where CuPy or a GPU is missing (the message
+            says which and how to install).
+    """
+    from flowgrad import cuda
+
+    if name == "auto":
+        name = "cuda" if cuda.is_available() else "cpu"
+    return as_device(name)

@@ -19,7 +19,7 @@ import numpy as np
 import flowgrad as fg
 from flowgrad import _allocator, _atomic
 from flowgrad.nn.parallel import DistributedDataParallel
-from flowgrad.training.config import TrainConfig
+from flowgrad.training.config import TrainConfig, resolve_device
 from flowgrad.training.datasets import load_dataset
 from flowgrad.training.evaluation import _evaluate_arrays
 from flowgrad.training.model import (
@@ -146,6 +146,8 @@ def train(config: TrainConfig, progress: bool = True,
         OSError: the run folder cannot be created or written.
         FloatingPointError: the loss became NaN or infinite (learning rate too large).
         ImportError: ``plot`` and matplotlib is not installed.
+        RuntimeError: ``config.device`` is ``cuda`` where CuPy or a GPU is missing (the
+            message says which); checked before the run folder is made.
     """
     started = time.perf_counter()
     config = dataclasses.replace(config)  # validates; the caller's copy stays untouched
@@ -162,6 +164,9 @@ def train(config: TrainConfig, progress: bool = True,
             from flowgrad.viz.figures import require
 
             require("matplotlib", "plotting the curves")  # before the work it would draw
+        device = resolve_device(config.device)  # a missing GPU is said before any work
+        if replicas.active and device.type != "cpu":
+            raise ValueError(f"data-parallel training runs on the cpu, not on {device}")
         splits = load_dataset(config.dataset, config.data_dir, config.download)
         return splits, (_make_run_dir(config.out, config.dataset, config.overwrite, created)
                         if replicas.is_main else None)
@@ -172,7 +177,8 @@ def train(config: TrainConfig, progress: bool = True,
         # Checked on every process before any of them waits for the others (parallel.py).
         splits, run_dir = replicas.agree(set_up)
         run_dir = Path(replicas.share(str(run_dir)))
-        config = dataclasses.replace(config, lr=config.learning_rate, out=str(run_dir))
+        config = dataclasses.replace(config, lr=config.learning_rate, out=str(run_dir),
+                                     device=str(resolve_device(config.device)))
         files.update(checkpoint=run_dir / CHECKPOINT_FILE, config=run_dir / CONFIG_FILE,
                      metrics=run_dir / METRICS_FILE)
         return _train(config, splits, run_dir, files, metrics, replicas, progress, log, plot,
@@ -193,7 +199,9 @@ def _train(config: TrainConfig, splits: Any, run_dir: Path, files: dict[str, Pat
     from flowgrad.nn import functional as F
 
     fg.manual_seed(config.seed)
+    device = resolve_device(config.device)
     model = build_model(config.model, splits.image_shape, config.hidden, len(splits.classes))
+    model.to(device)  # the same initial weights on every device (one host generator)
     described = describe_model(config.model, splits.image_shape, config.hidden,
                                len(splits.classes))
     # Data-parallel: DDP averages the gradients; the plain model is what gets saved.
@@ -232,6 +240,8 @@ def _train(config: TrainConfig, splits: Any, run_dir: Path, files: dict[str, Pat
             # Overflow warnings would only precede the clear error raised below.
             with np.errstate(over="ignore", invalid="ignore"):
                 for xb, yb in _progress_bar(loader, progress, f"epoch {epoch}/{config.epochs}"):
+                    # One copy per batch to the model's device (none on the cpu).
+                    xb, yb = xb.to(device), yb.to(device)
                     if replicas.active:
                         xb, yb, total = replicas.take_rows(xb, yb)
                         logits = net(xb)
@@ -252,7 +262,7 @@ def _train(config: TrainConfig, splits: Any, run_dir: Path, files: dict[str, Pat
                             f"training diverged in epoch {epoch} (the loss became {value}); "
                             f"try a smaller learning rate than {config.lr:g}")
                     loss_sum += value
-                    correct += int((logits.numpy().argmax(axis=1) == yb.numpy()).sum())
+                    correct += _correct(logits, yb)
                     seen += len(yb)
             model.eval()
             if replicas.active:
@@ -284,6 +294,14 @@ def _train(config: TrainConfig, splits: Any, run_dir: Path, files: dict[str, Pat
                      seconds=time.perf_counter() - started, model=model,
                      optimizer=optimizer, files=files, train_samples=len(splits.x_train),
                      test_samples=len(splits.x_test), profile=profiler)
+
+
+def _correct(logits: Any, yb: Any) -> int:
+    """How many rows of ``logits`` pick their label: in NumPy on the cpu (fewer ops), on
+    the device elsewhere (one number read back)."""
+    if logits.device.type == "cpu":
+        return int((logits.numpy().argmax(axis=1) == yb.numpy()).sum())
+    return int((logits.argmax(dim=1) == yb).sum().item())
 
 
 def benchmark_epoch(n_samples: int = 60_000, in_features: int = 784, hidden: int = 256,

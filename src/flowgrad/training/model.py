@@ -128,13 +128,23 @@ def make_optimizer(name: str, params: Iterable[Any], lr: float | None = None) ->
     return catalogue.make_optimizer(name, params, DEFAULT_LR.get(name) if lr is None else lr)
 
 
+def model_device(model: Any) -> fg.device:
+    """The device of a model's parameters (the cpu for a model without any)."""
+    for p in model.parameters():
+        return p.device
+    return fg.device("cpu")
+
+
 def predict_logits(model: Any, x: np.ndarray, batch_size: int = _EVAL_BATCH) -> np.ndarray:
-    """The model's logits for ``x`` (``(N, features)``), computed under ``fg.no_grad``.
+    """The model's logits for ``x`` (``(N, features)``), computed under ``fg.no_grad`` on the
+    model's device.
 
     Runs in chunks of ``batch_size`` samples; returns a float32 ``(N, classes)`` array.
     """
     outputs = []
+    device = model_device(model)
     with fg.no_grad():
         for start in range(0, len(x), batch_size):
-            outputs.append(model(fg.tensor(x[start:start + batch_size])).numpy())
+            chunk = fg.tensor(x[start:start + batch_size], device=device)
+            outputs.append(model(chunk).cpu().numpy())
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), dtype=np.float32)
