@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from benchmarks import floor
-from benchmarks.harness import CASE_NAMES, run_benchmarks
+from benchmarks.harness import CASE_NAMES, cases_for, run_benchmarks
 from benchmarks.memory import LEAK_TOLERANCE_BYTES, run_rss_probe, traced_training_memory
 from benchmarks.report import Check, fmt_number, fmt_ratio, update_markdown
 from benchmarks.timing import TimingPlan, compare
 
 import flowgrad as fg
 
-SMOKE_CASES = [c for c in CASE_NAMES if c != "train_digits"]
+# The CPU run's cases (mlp_train_cuda runs with --device cuda; tests/test_devices.py).
+SMOKE_CASES = [c for c in cases_for("cpu") if c != "train_digits"]
 
 
 @pytest.fixture(scope="module")
