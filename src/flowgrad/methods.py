@@ -118,7 +118,7 @@ def _view(self: Tensor, *shape: Any) -> Tensor:
 def _contiguous(self: Tensor) -> Tensor:
     """This tensor if its memory is row-major (C-contiguous), else a recorded row-major copy
     (``x.transpose(0, 1).contiguous().view(-1)``, as in PyTorch)."""
-    return self if self.data.flags.c_contiguous else shape.clone(self)
+    return self if _backend.c_contiguous(self.data) else shape.clone(self)
 
 
 def _t(self: Tensor) -> Tensor:
