@@ -286,8 +286,13 @@ def from_host(arr: Any, dev: device) -> Any:
 
 
 def asarray(obj: Any, dtype: Any = None, device: device | None = None) -> Any:
-    """``obj`` as an array: a host array unless ``device`` says otherwise."""
-    if device is None or device.type == "cpu":
+    """``obj`` as an array on ``device``; without one, an array stays where it is and
+    anything else (numbers, lists, NumPy scalars) becomes a host array."""
+    if device is None:
+        if type(obj) is np.ndarray or not isinstance(obj, array_types):
+            return np.asarray(obj, dtype=dtype)
+        return obj if dtype is None else astype(obj, dtype)
+    if device.type == "cpu":
         if isinstance(obj, np.ndarray) or not is_array(obj):
             return np.asarray(obj, dtype=dtype)
         return to_host(obj) if dtype is None else to_host(obj).astype(dtype)
@@ -295,12 +300,6 @@ def asarray(obj: Any, dtype: Any = None, device: device | None = None) -> Any:
         arr = to_device(obj, device)
         return arr if dtype is None else astype(arr, dtype)
     return backend(device.type).from_host(np.asarray(obj, dtype=dtype), device.index)
-
-
-def host_output(out: Any) -> Any:
-    """A forward's result on the cpu path as an array (a NumPy scalar from a full reduction
-    becomes a 0-d array; an array already on a device, from ``to_device``, stays)."""
-    return out if isinstance(out, array_types) else np.asarray(out)
 
 
 def item(arr: Any) -> Any:

@@ -51,6 +51,7 @@ OPS: Mapping[str, OpDef] = MappingProxyType(_OPS)
 
 _ndarray = _backend.ndarray
 _xp = _backend.xp
+_np_asarray = _xp.asarray
 _quiet, _loud = _backend.quiet, _backend.loud
 _make = Tensor._make
 _SCALARS = (int, float, bool)
@@ -380,21 +381,25 @@ class OpDef:
 
 
 def apply(op: OpDef, inputs: tuple, params: dict) -> Tensor:
-    """Run ``op`` forward on ``inputs`` and, when a gradient will be needed, record a Node."""
+    """Run ``op`` forward on ``inputs`` and, when a gradient will be needed, record a Node.
+
+    This is the cpu (NumPy) path; an input on another device hands the op to
+    :func:`_apply_on_device` (one type check per tensor input is all the cpu pays).
+    """
     if _watched:  # a debugging mode was entered somewhere: is one on in this context?
         watcher = observer()
         if watcher is not None:  # yes: it runs the op (see flowgrad.anomaly)
             return watcher.apply(op, inputs, params)
     arrays = []
-    needs_grad = versioned = foreign = False
+    needs_grad = versioned = False
     dtype = None
     uniform = True  # every array input has one floating dtype: no promotion to do
     for x in inputs:
         if isinstance(x, Tensor):
             data = x.data
-            arrays.append(data)
             if type(data) is not _ndarray:
-                foreign = True  # on another device than the cpu
+                return _apply_on_device(op, inputs, params)
+            arrays.append(data)
             if x.requires_grad:
                 needs_grad = True
             if x._vc is not None:
@@ -411,37 +416,28 @@ def apply(op: OpDef, inputs: tuple, params: dict) -> Tensor:
         elif isinstance(x, _backend.generic):
             arrays.append(x.item())  # host: a NumPy scalar acts as a Python number (PyTorch)
         elif _backend.is_array(x):
-            arrays.append(x)  # an array of another device
-            uniform = False
-            foreign = True
+            return _apply_on_device(op, inputs, params)  # an array of another device
         else:
             arrays.append(_backend.asarray(x))
             uniform = False
-    xp = _xp
-    if foreign:
-        xp, params = _device_namespace(op, inputs, arrays, params)
-        if dtype is not None:
-            dtype = _backend.host_dtype(dtype)
     if op.promote is not None and not (uniform and dtype is not None and dtype.kind == "f"):
         arrays = op.promote(arrays)
+    xp = _xp
     token = _quiet()
     try:
         out = op.forward(xp, *arrays, **params)
     except ShapeError:
         raise
     except ValueError as exc:
-        message = str(exc)
-        kind = ShapeError if "shape" in message or "broadcast" in message else ValueError
-        if not message.startswith(f"{op.name}:"):
-            message = f"{op.name}: {message}"
-        raise kind(message) from None
+        raise _forward_error(op, exc) from None
     finally:
         _loud(token)
     saved = None
     if op.saves:
         out, saved = out
-    if type(out) is not _ndarray and not foreign:
-        out = _backend.host_output(out)  # a NumPy scalar from a full reduction
+    if type(out) is not _ndarray:
+        # A NumPy scalar from a full reduction (an array of a device, from to_device, stays).
+        out = out if isinstance(out, _backend.array_types) else _np_asarray(out)
     if needs_grad and op.differentiable and grad_enabled():
         versions = None
         if versioned and op.saves_inputs:
@@ -452,7 +448,7 @@ def apply(op: OpDef, inputs: tuple, params: dict) -> Tensor:
             shape = out.shape
             node.reshapes = False
             for a in arrays:
-                if (type(a) is _ndarray or foreign and _backend.is_array(a)) and a.shape != shape:
+                if type(a) is _ndarray and a.shape != shape:
                     node.reshapes = True
                     break
     else:
@@ -462,6 +458,72 @@ def apply(op: OpDef, inputs: tuple, params: dict) -> Tensor:
     view = op.view
     if view and (view is True or view(params)):
         # A view shares its input's memory, so it shares the in-place version counter.
+        base = inputs[0]
+        result._vc = base._shared_version()
+        result._base = base if base._base is None else base._base
+    return result
+
+
+def _forward_error(op: OpDef, exc: ValueError) -> Exception:
+    """A forward's ValueError as flowgrad's: a ShapeError when about shapes, named by op."""
+    message = str(exc)
+    kind = ShapeError if "shape" in message or "broadcast" in message else ValueError
+    if not message.startswith(f"{op.name}:"):
+        message = f"{op.name}: {message}"
+    return kind(message)
+
+
+def _apply_on_device(op: OpDef, inputs: tuple, params: dict) -> Tensor:
+    """:func:`apply` when an input lives on another device than the cpu: the same steps,
+    with the namespace of that device, resolved once for the op."""
+    arrays: list = []
+    needs_grad = versioned = False
+    dtype = None
+    uniform = True
+    for x in inputs:
+        if isinstance(x, Tensor):
+            data = x.data
+            arrays.append(data)
+            needs_grad = needs_grad or x.requires_grad
+            versioned = versioned or x._vc is not None
+            if dtype is None:
+                dtype = data.dtype
+            elif data.dtype is not dtype:
+                uniform = False
+        elif x is None or type(x) in _SCALARS:
+            arrays.append(x)
+        elif isinstance(x, _backend.generic):
+            arrays.append(x.item())  # host: a NumPy scalar acts as a Python number (PyTorch)
+        else:
+            arrays.append(x if _backend.is_array(x) else _backend.asarray(x))
+            uniform = False
+    xp, params = _device_namespace(op, inputs, arrays, params)
+    dtype = None if dtype is None else _backend.host_dtype(dtype)
+    if op.promote is not None and not (uniform and dtype is not None and dtype.kind == "f"):
+        arrays = op.promote(arrays)
+    token = _quiet()
+    try:
+        out = op.forward(xp, *arrays, **params)
+    except ShapeError:
+        raise
+    except ValueError as exc:
+        raise _forward_error(op, exc) from None
+    finally:
+        _loud(token)
+    saved = None
+    if op.saves:
+        out, saved = out
+    node = None
+    if needs_grad and op.differentiable and grad_enabled():
+        versions = None
+        if versioned and op.saves_inputs:
+            versions = tuple([x._version for x in inputs if isinstance(x, Tensor)])
+        node = Node(op, inputs, arrays, params, out, saved, versions, xp)
+        if op.reshapes_grads and uniform:
+            node.reshapes = any(_backend.is_array(a) and a.shape != out.shape for a in arrays)
+    result = _make(out, node is not None, node)
+    view = op.view
+    if view and (view is True or view(params)):
         base = inputs[0]
         result._vc = base._shared_version()
         result._base = base if base._base is None else base._base
