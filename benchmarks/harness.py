@@ -49,6 +49,18 @@ def cases_for(device: str) -> list[str]:
     return [n for n, fn in CASES.items() if "cuda" in getattr(fn, "devices", ("cpu",))]
 
 
+def describe_device(device: str) -> str:
+    """``cuda:0 (NVIDIA H200), CuPy 14.2.0``, or what the test device is."""
+    import flowgrad as fg
+
+    d = fg.device(device)
+    if d.type == "cuda":
+        import cupy
+
+        return f"{device} ({fg.cuda.get_device_name(d)}), CuPy {cupy.__version__}"
+    return f"{device} (array-api-strict's simulated device, on the CPU: not a timing of a GPU)"
+
+
 def run_benchmarks(
     cases: Sequence[str] | None = None,
     *,
@@ -103,6 +115,9 @@ def run_benchmarks(
     with limit_threads(threads, torch):
         facts = machine_facts(torch, threads)
         facts_lines = format_facts(facts)
+        if device != "cpu":
+            facts["device"] = describe_device(device)
+            facts_lines.append(f"device: {facts['device']}")
         if on_start is not None:
             on_start(facts_lines)
         ctx = Context(settings, torch, threads, log or (lambda msg: None), device)

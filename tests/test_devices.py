@@ -21,8 +21,13 @@ from flowgrad import _backend, nn
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "flowgrad"
 
-OTHER = "strict:1"  # a device never the default one
 CUDA = pytest.mark.skipif(not fg.cuda.is_available(), reason="no CUDA GPU (CuPy) here")
+
+
+def _other() -> str:
+    """A device never the default one: array-api-strict's second simulated device, or the
+    cpu when the default is a GPU (with --backend cuda)."""
+    return "cpu" if fg.get_default_device().type == "cuda" else "strict:1"
 
 
 def _home() -> fg.device:
@@ -52,18 +57,19 @@ def test_device_objects_print_and_compare_as_pytorchs():
 
 @pytest.mark.portable
 def test_every_creation_function_takes_device():
-    made = [fg.tensor([1.0, 2.0], device=OTHER), fg.zeros(2, 3, device=OTHER),
-            fg.ones(2, device=OTHER), fg.full((2,), 7.0, device=OTHER),
-            fg.arange(4, device=OTHER), fg.linspace(0.0, 1.0, 5, device=OTHER),
-            fg.eye(3, device=OTHER), fg.randn(2, device=OTHER), fg.rand(2, device=OTHER),
-            fg.zeros_like(fg.ones(2), device=OTHER), fg.ones_like(fg.ones(2), device=OTHER)]
+    there = _other()
+    made = [fg.tensor([1.0, 2.0], device=there), fg.zeros(2, 3, device=there),
+            fg.ones(2, device=there), fg.full((2,), 7.0, device=there),
+            fg.arange(4, device=there), fg.linspace(0.0, 1.0, 5, device=there),
+            fg.eye(3, device=there), fg.randn(2, device=there), fg.rand(2, device=there),
+            fg.zeros_like(fg.ones(2), device=there), fg.ones_like(fg.ones(2), device=there)]
     for t in made:
-        assert _on(t, OTHER), t
-    assert str(made[0].device) == "strict:1"
+        assert _on(t, _other()), t
+    assert str(made[0].device) == str(fg.device(_other()))
     np.testing.assert_array_equal(made[4].cpu().numpy(), [0, 1, 2, 3])
     assert made[4].dtype == fg.int64 and made[0].dtype == fg.float32
     # *_like keep the device of their argument; a tensor made from a tensor keeps its device.
-    assert _on(fg.zeros_like(made[1]), OTHER) and _on(fg.tensor(made[0]), OTHER)
+    assert _on(fg.zeros_like(made[1]), _other()) and _on(fg.tensor(made[0]), _other())
     assert fg.tensor(made[0]).data is not made[0].data
 
 
@@ -72,10 +78,10 @@ def test_one_seed_gives_the_same_numbers_on_every_device():
     fg.manual_seed(0)
     here = fg.randn(3, 4).cpu().numpy()
     fg.manual_seed(0)
-    there = fg.randn(3, 4, device=OTHER).cpu().numpy()
+    there = fg.randn(3, 4, device=_other()).cpu().numpy()
     np.testing.assert_array_equal(here, there)
     fg.manual_seed(0)
-    a = nn.Linear(5, 3).to(OTHER)
+    a = nn.Linear(5, 3).to(_other())
     fg.manual_seed(0)
     b = nn.Linear(5, 3)
     np.testing.assert_array_equal(a.weight.cpu().numpy(), b.weight.cpu().numpy())
@@ -88,36 +94,36 @@ def test_one_seed_gives_the_same_numbers_on_every_device():
 def test_to_cpu_and_dtype_conversions():
     t = fg.tensor([1.5, -2.0])
     assert t.to(t.device) is t and t.to(fg.float32) is t  # already there: itself
-    moved = t.to(OTHER)
-    assert _on(moved, OTHER) and moved.dtype == fg.float32
+    moved = t.to(_other())
+    assert _on(moved, _other()) and moved.dtype == fg.float32
     assert _on(moved.cpu(), "cpu") and moved.cpu().numpy().tolist() == [1.5, -2.0]
-    both = t.to(OTHER, fg.float64)
-    assert _on(both, OTHER) and both.dtype == fg.float64
-    like = fg.zeros(1, dtype=fg.float64, device=OTHER)
-    assert _on(t.to(like), OTHER) and t.to(like).dtype == fg.float64  # dtype and device
-    assert t.to(device=OTHER, dtype=fg.int64).dtype == fg.int64
+    both = t.to(_other(), fg.float64)
+    assert _on(both, _other()) and both.dtype == fg.float64
+    like = fg.zeros(1, dtype=fg.float64, device=_other())
+    assert _on(t.to(like), _other()) and t.to(like).dtype == fg.float64  # dtype and device
+    assert t.to(device=_other(), dtype=fg.int64).dtype == fg.int64
     assert t.to(t.device, copy=True) is not t
 
 
 @pytest.mark.portable
 def test_moving_is_differentiable_both_ways():
     w = fg.tensor([1.0, 2.0, 3.0], requires_grad=True)
-    y = (w.to(OTHER) * fg.tensor([2.0, 3.0, 4.0], device=OTHER)).sum()
-    assert _on(y, OTHER) and y.grad_fn.name == "sum"
+    y = (w.to(_other()) * fg.tensor([2.0, 3.0, 4.0], device=_other())).sum()
+    assert _on(y, _other()) and y.grad_fn.name == "sum"
     y.backward()
     assert _on(w.grad, w.device)
     np.testing.assert_allclose(w.grad.numpy(), [2.0, 3.0, 4.0])
     # Second order through a move (the Tensor rule moves the gradient back too).
     x = fg.tensor(1.5, dtype=fg.float64, requires_grad=True)
-    d2 = fg.grad(fg.grad(lambda v: (v.to(OTHER) ** 3).to(x.device)))(x)
+    d2 = fg.grad(fg.grad(lambda v: (v.to(_other()) ** 3).to(x.device)))(x)
     assert d2.item() == pytest.approx(9.0)
 
 
 @pytest.mark.portable
 def test_two_devices_in_one_op_is_an_error_naming_both():
     a = fg.ones(2)
-    b = fg.ones(2, device=OTHER)
-    with pytest.raises(RuntimeError, match=f"two devices, {a.device} and strict:1"):
+    b = fg.ones(2, device=_other())
+    with pytest.raises(RuntimeError, match=f"two devices, {a.device} and {fg.device(_other())}"):
         a + b
     with pytest.raises(RuntimeError, match="same device"):
         fg.matmul(b, a)
@@ -142,9 +148,9 @@ def test_numpy_on_another_device_points_to_cpu():
 def test_default_device_makes_new_tensors_there():
     fg.set_default_device("strict:1")
     try:
-        assert _on(fg.zeros(2), OTHER) and _on(fg.tensor([1, 2]), OTHER)
-        assert _on(nn.Linear(2, 2).weight, OTHER)  # layers make their weights there
-        assert _on(nn.BatchNorm1d(2).running_mean, OTHER)
+        assert _on(fg.zeros(2), _other()) and _on(fg.tensor([1, 2]), _other())
+        assert _on(nn.Linear(2, 2).weight, _other())  # layers make their weights there
+        assert _on(nn.BatchNorm1d(2).running_mean, _other())
         assert fg.get_default_device() == "strict:1"
     finally:
         fg.set_default_device("cpu")
@@ -213,15 +219,15 @@ def test_module_to_moves_parameters_buffers_and_grads_in_place():
     net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2))
     weight = net[0].weight
     net(fg.randn(5, 3)).sum().backward()
-    assert net.to(OTHER) is net and net[0].weight is weight
+    assert net.to(_other()) is net and net[0].weight is weight
     for t in [*net.parameters(), *net.buffers()]:
-        assert _on(t, OTHER)
-    assert _on(weight.grad, OTHER)
+        assert _on(t, _other())
+    assert _on(weight.grad, _other())
     assert net[1].num_batches_tracked.dtype == fg.int64
-    out = net(fg.randn(5, 3, device=OTHER))
-    assert _on(out, OTHER)
+    out = net(fg.randn(5, 3, device=_other()))
+    assert _on(out, _other())
     net.to(fg.float64)
-    assert weight.dtype == fg.float64 and _on(weight, OTHER)
+    assert weight.dtype == fg.float64 and _on(weight, _other())
     assert net.to(_home())[0].weight is weight and _on(weight, _home())
 
 
@@ -235,14 +241,14 @@ def test_module_to_moves_parameters_buffers_and_grads_in_place():
 ])
 def test_optimizer_state_lives_on_the_parameters_device_and_moves_with_load(make):
     fg.manual_seed(1)
-    net = nn.Linear(3, 2).to(OTHER)
+    net = nn.Linear(3, 2).to(_other())
     opt = make(net.parameters())
     for _ in range(2):
         opt.zero_grad()
-        net(fg.randn(4, 3, device=OTHER)).pow(2).sum().backward()
+        net(fg.randn(4, 3, device=_other())).pow(2).sum().backward()
         opt.step()
     arrays = [v for s in opt.state.values() for v in s.values() if _backend.is_array(v)]
-    assert arrays and all(_backend.device_of(a) == OTHER for a in arrays)
+    assert arrays and all(_backend.device_of(a) == _other() for a in arrays)
     # Its state dict loads into an optimizer of parameters on another device.
     twin = nn.Linear(3, 2)
     twin.load_state_dict(net.state_dict())
@@ -252,7 +258,7 @@ def test_optimizer_state_lives_on_the_parameters_device_and_moves_with_load(make
     moved = [v for s in opt2.state.values() for v in s.values() if _backend.is_array(v)]
     assert moved and all(_backend.device_of(a) == _home() for a in moved)
     x = fg.randn(4, 3)
-    for o, n, inp in ((opt, net, x.to(OTHER)), (opt2, twin, x)):
+    for o, n, inp in ((opt, net, x.to(_other())), (opt2, twin, x)):
         o.zero_grad()
         n(inp).pow(2).sum().backward()
         o.step()
@@ -262,9 +268,9 @@ def test_optimizer_state_lives_on_the_parameters_device_and_moves_with_load(make
 
 @pytest.mark.portable
 def test_save_on_one_device_load_with_map_location(tmp_path):
-    net = nn.Linear(3, 2).to(OTHER)
+    net = nn.Linear(3, 2).to(_other())
     opt = fg.optim.Adam(net.parameters(), lr=0.1)
-    net(fg.ones(1, 3, device=OTHER)).sum().backward()
+    net(fg.ones(1, 3, device=_other())).sum().backward()
     opt.step()
     path = tmp_path / "ckpt.npz"
     fg.save({"model": net.state_dict(), "optimizer": opt.state_dict()}, path)
@@ -272,8 +278,8 @@ def test_save_on_one_device_load_with_map_location(tmp_path):
     assert plain["model/weight"].shape == (2, 3)
     state = fg.load(path)
     assert _on(state["model"]["weight"], "cpu")  # default: the cpu
-    there = fg.load(path, map_location="strict:1")
-    assert _on(there["model"]["weight"], "strict:1") and _on(there["model"]["bias"], "strict:1")
+    there = fg.load(path, map_location=_home())
+    assert _on(there["model"]["weight"], _home()) and _on(there["model"]["bias"], _home())
     np.testing.assert_array_equal(there["model"]["weight"].cpu().numpy(),
                                   net.weight.cpu().numpy())
     assert isinstance(there["optimizer"]["state"][0]["exp_avg"], np.ndarray)
@@ -316,7 +322,7 @@ def _train_mlp(device, steps=5, optimizer="adam"):
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_mlp_trains_the_same_on_another_device(optimizer):
     here = _train_mlp(_home(), optimizer=optimizer)
-    there = _train_mlp(OTHER, optimizer=optimizer)
+    there = _train_mlp(_other(), optimizer=optimizer)
     assert here[0][-1] < here[0][0]
     np.testing.assert_allclose(there[0], here[0], rtol=1e-5)
     for a, b in zip(there[1], here[1]):
@@ -332,9 +338,9 @@ def test_train_runs_on_another_device_with_the_same_result(tmp_path):
                              out=str(tmp_path / out))
         return train(config, progress=False, plot=False)
 
-    here, there = run("cpu", "cpu"), run(OTHER, "other")
-    assert all(_on(p, OTHER) for p in there.model.parameters())
-    assert there.config.device == OTHER
+    here, there = run("cpu", "cpu"), run(_other(), "other")
+    assert all(_on(p, _other()) for p in there.model.parameters())
+    assert there.config.device == _other()
     for a, b in zip(here.metrics, there.metrics):
         assert a.test_accuracy == b.test_accuracy
         assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5)

@@ -29,6 +29,12 @@ def device_count() -> int:
         return 0
 
 
+def get_device_name(device: int | str | _backend.device | None = None) -> str:
+    """The GPU's name, e.g. ``'NVIDIA H200'`` (the current GPU by default)."""
+    d = _backend.as_device("cuda" if device is None else device)
+    return str(_backend.backend("cuda").device_name(d.index))
+
+
 def current_device() -> int:
     """The index of the GPU that new ``cuda`` tensors go to."""
     return _backend.backend("cuda").current_index()

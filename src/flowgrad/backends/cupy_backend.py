@@ -89,6 +89,11 @@ def device_count() -> int:
         return 0
 
 
+def device_name(index: int) -> str:
+    name = cupy.cuda.runtime.getDeviceProperties(index)["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
 def native_device(index: int) -> Any:
     return cupy.cuda.Device(index)
 

@@ -533,25 +533,28 @@ def _apply_on_device(op: OpDef, inputs: tuple, params: dict) -> Tensor:
 def _device_namespace(op: OpDef, inputs: tuple, arrays: list, params: dict
                       ) -> tuple[Any, dict]:
     """The namespace of the device the op's tensors are on, and the op's arguments with
-    host arrays in them (indices, masks) copied there: the slow path, not all on the cpu.
-    Arrays given as constants (not tensors) are copied to that device too; tensors on two
-    devices are an error, as in PyTorch."""
-    found = None
+    host arrays in them (indices, masks) copied there. Arrays given as constants (not
+    tensors) are copied to that device too; tensors on two devices are an error, as in
+    PyTorch."""
+    first: Any = None
     for x, a in zip(inputs, arrays):
         if isinstance(x, Tensor) or (_backend.is_array(a) and type(a) is not _ndarray):
-            here = _backend.device_of(a)
-            if found is None:
-                found = here
-            elif here != found:
+            if first is None:
+                first, where = a, a.device
+            elif a.device != where:  # NumPy's "cpu", a CuPy Device, an array-api-strict one
                 raise RuntimeError(f"{op.name}: expected all tensors to be on the same device, "
-                                   f"but found at least two devices, {found} and {here}")
-    assert found is not None
-    for i, a in enumerate(arrays):
-        if type(a) is _ndarray:
-            arrays[i] = _backend.from_host(a, found)
-    if params and any(_holds_host_array(v) for v in params.values()):
+                                   f"but found at least two devices, "
+                                   f"{_backend.device_of(first)} and {_backend.device_of(a)}")
+    module = _backend.backend_of(first)
+    module.use(module.device_index(first))
+    if any([type(a) is _ndarray for a in arrays]) or params and any(
+            [_holds_host_array(v) for v in params.values()]):
+        found = _backend.device_of(first)
+        for i, a in enumerate(arrays):
+            if type(a) is _ndarray:
+                arrays[i] = _backend.from_host(a, found)
         params = {k: _to(v, found) for k, v in params.items()}
-    return _backend.namespace_of(found), params
+    return module.xp, params
 
 
 def _holds_host_array(value: Any) -> bool:
