@@ -288,7 +288,7 @@ def mlp_train(ctx: Context) -> CaseResult:
         res.notes += _error_notes(errs, f"batch {batch}")
         checks_speed = [
             (r_pt, 1.0, f"flowgrad >= 1.0x PyTorch samples/s at batch {batch}"),
-            (r_np, 0.85, f"flowgrad >= 0.85x the NumPy floor's samples/s at batch {batch}"),
+            (r_np, 0.95, f"flowgrad >= 0.95x the NumPy floor's samples/s at batch {batch}"),
         ]
         for ratio, need, text in checks_speed:
             if ratio is not None:
@@ -476,6 +476,14 @@ def op_overhead(ctx: Context) -> CaseResult:
                 split += [_missing(ctx, k, errs)] * 2
         split_rows.append([str(size), *split])
         res.notes += _error_notes(errs, f"{size} elements")
+        if "flowgrad" in per_op:
+            res.checks.append(
+                Check(
+                    f"flowgrad at most 5 us per op ({size} elements)",
+                    f"{per_op['flowgrad']:.2f} us",
+                    _check(per_op["flowgrad"] <= 5.0, s.full_size),
+                )
+            )
         if r_pt is not None:
             res.checks.append(
                 Check(
