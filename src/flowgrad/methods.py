@@ -63,13 +63,10 @@ def _astype(self: Tensor, dtype: Any) -> Tensor:
     return cast(self, dtype=_backend.xp.dtype(dtype))
 
 
-def _to(self: Tensor, *args: Any, dtype: Any = None, device: Any = None,
-        non_blocking: bool = False, copy: bool = False) -> Tensor:
-    """This tensor on another device and/or in another dtype (itself when it already is
-    there and has it, as PyTorch). The dtype may be given as a dtype or as a tensor that
-    has it (whose device is then taken too); the device as a string or a
-    :class:`~flowgrad.device`. Moving between devices is differentiable: the gradient moves
-    back."""
+def to_arguments(args: tuple, dtype: Any, device: Any) -> tuple[Any, Any]:
+    """``(dtype, device)`` from ``.to``'s positional arguments, as PyTorch reads them: a
+    string or device is the device, a tensor gives both its dtype and its device, anything
+    else is a dtype. Shared by ``Tensor.to`` and ``Module.to``."""
     for arg in args:
         if isinstance(arg, (str, _backend.device)):
             device = arg
@@ -77,6 +74,17 @@ def _to(self: Tensor, *args: Any, dtype: Any = None, device: Any = None,
             dtype, device = arg.dtype, arg.device
         else:
             dtype = arg
+    return dtype, device
+
+
+def _to(self: Tensor, *args: Any, dtype: Any = None, device: Any = None,
+        non_blocking: bool = False, copy: bool = False) -> Tensor:
+    """This tensor on another device and/or in another dtype (itself when it already is
+    there and has it, as PyTorch). The dtype may be given as a dtype or as a tensor that
+    has it (whose device is then taken too); the device as a string or a
+    :class:`~flowgrad.device`. Moving between devices is differentiable: the gradient moves
+    back."""
+    dtype, device = to_arguments(args, dtype, device)
     out = self
     if device is not None:
         target = _backend.as_device(device)

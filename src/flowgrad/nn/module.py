@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from flowgrad import _backend
 from flowgrad._backend import xp
 from flowgrad.errors import ShapeError
+from flowgrad.methods import to_arguments
 from flowgrad.tensor import Tensor
 
 
@@ -328,13 +329,7 @@ class Module:
         Returns:
             self.
         """
-        for arg in args:
-            if isinstance(arg, (str, _backend.device)):
-                device = arg
-            elif isinstance(arg, Tensor):
-                dtype, device = arg.dtype, arg.device
-            else:
-                dtype = arg
+        dtype, device = to_arguments(args, dtype, device)
         target = None if device is None else _backend.as_device(device)
         if dtype is not None:
             dtype = xp.dtype(dtype)
