@@ -340,3 +340,36 @@ def test_leaf_gradients_are_private_arrays():
     a.grad.mul_(10)  # must not change b.grad
     np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0])
     assert a.grad.data.flags.writeable and b.grad.data.flags.writeable
+
+
+def test_relu_in_place_as_pytorch():
+    # The CNN idiom nn.ReLU(inplace=True) / F.relu(x, inplace=True): same values and
+    # gradients as the out-of-place form, the same tensor object returned.
+    from flowgrad import nn
+    from flowgrad.nn import functional as F
+
+    x = fg.tensor([-1.5, 0.0, 2.0, -0.25, 3.0], requires_grad=True)
+    h = x * 2.0
+    out = h.relu_()
+    assert out is h and h.tolist() == [0.0, 0.0, 4.0, 0.0, 6.0]
+    (out * fg.tensor([1.0, 2.0, 3.0, 4.0, 5.0])).sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0, 6.0, 0.0, 10.0]  # 2 * upstream where x > 0
+    with pytest.raises(RuntimeError, match="leaf"):
+        fg.tensor([1.0], requires_grad=True).relu_()
+
+    fg.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    fg.manual_seed(0)
+    inplace = nn.Sequential(nn.Linear(4, 3), nn.ReLU(inplace=True), nn.Linear(3, 2))
+    data = fg.tensor(np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32))
+    for model in (plain, inplace):
+        model(data).square().sum().backward()
+    for a, b in zip(plain.parameters(), inplace.parameters()):
+        np.testing.assert_array_equal(a.grad.numpy(), b.grad.numpy())
+    assert repr(inplace[1]) == "ReLU(inplace=True)" and repr(plain[1]) == "ReLU()"
+
+    with fg.no_grad():
+        t = fg.tensor([-2.0, 1.0])
+        memory = t.data
+        assert F.relu(t, inplace=True) is t and t.data is memory and t.tolist() == [0.0, 1.0]
+        assert F.relu_(fg.tensor([-1.0])).tolist() == [0.0]

@@ -294,7 +294,11 @@ def test_activation_modules_match_numpy(rng):
 
 
 def test_functional_reexports_core_ops():
-    assert F.relu is fg.relu and F.sigmoid is fg.sigmoid and F.tanh is fg.tanh
+    assert F.sigmoid is fg.sigmoid and F.tanh is fg.tanh
+    # relu alone is a thin wrapper, for PyTorch's inplace= argument; the same op underneath.
+    assert F.relu(fg.tensor([-1.0, 2.0]), inplace=False).grad_fn is None
+    x = fg.tensor([-1.0, 2.0], requires_grad=True)
+    assert F.relu(x).grad_fn.op is fg.relu(x).grad_fn.op
     assert F.softmax is fg.softmax and F.log_softmax is fg.log_softmax
     assert F.linear is fg.linear
     assert F.leaky_relu is fg.leaky_relu

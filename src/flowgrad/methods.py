@@ -231,6 +231,11 @@ def _clamp_(self: Tensor, min: float | None = None, max: float | None = None) ->
     return _inplace(self, "clamp", (), {"min": min, "max": max})
 
 
+def _relu_(self: Tensor) -> Tensor:
+    """In place: values replaced by max(x, 0) (relu'(0) = 0)."""
+    return _inplace(self, "relu", (), {})
+
+
 def _fill_from(self: Tensor, value: Any) -> Tensor:
     if _records(self, (value,)):
         keep = _backend.namespace(self.data).zeros(self.shape, dtype=_backend.bool_,
@@ -307,6 +312,7 @@ def bind() -> None:
         "mul_": _binary_inplace("mul"),
         "div_": _binary_inplace("div"),
         "clamp_": _clamp_,
+        "relu_": _relu_,
         "zero_": _zero_,
         "fill_": _fill_,
         "copy_": _copy_,

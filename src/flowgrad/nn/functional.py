@@ -1,7 +1,8 @@
 """Functional forms of the layers and losses (``import flowgrad.nn.functional as F``).
 
 Everything that exists as a core op is that op, re-exported (one derivative rule, no second
-copy of the math): the activations, ``linear``, the convolutions and pools,
+copy of the math): the activations (``relu`` through a thin wrapper, for PyTorch's
+``inplace=``), ``linear``, the convolutions and pools,
 ``binary_cross_entropy_with_logits`` and ``embedding``. The rest is composed from core ops,
 so it differentiates to any order: normalisation, dropout, attention, and the losses.
 ``cross_entropy`` uses the fused, numerically stable op in the common case (integer targets,
@@ -28,13 +29,13 @@ from flowgrad.ops.elementwise import (
     elu,
     gelu,
     leaky_relu,
-    relu,
     sigmoid,
     silu,
     softplus,
     tanh,
     where,
 )
+from flowgrad.ops.elementwise import relu as _relu
 from flowgrad.ops.nn import _check_reduction, binary_cross_entropy_with_logits, linear
 from flowgrad.ops.reduction import log_softmax, mean, softmax
 from flowgrad.ops.reduction import sum as _sum
@@ -42,13 +43,30 @@ from flowgrad.ops.shape import gather, masked_fill
 from flowgrad.tensor import Tensor
 
 __all__ = [
-    "relu", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax", "linear", "gelu",
+    "relu", "relu_", "sigmoid", "tanh", "leaky_relu", "softmax", "log_softmax", "linear", "gelu",
     "silu", "elu", "softplus", "mse_loss", "l1_loss", "smooth_l1_loss", "nll_loss",
     "cross_entropy", "binary_cross_entropy_with_logits", "conv1d", "conv2d", "max_pool1d",
     "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool2d", "unfold", "fold",
     "batch_norm", "layer_norm", "dropout", "embedding", "one_hot",
     "scaled_dot_product_attention", "check_reduction",
 ]
+
+
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    """max(x, 0) elementwise (relu'(0) = 0); ``inplace=True`` writes the result into
+    ``input`` itself (:meth:`Tensor.relu_`), as PyTorch's.
+
+    Example:
+        >>> import flowgrad as fg
+        >>> relu(fg.tensor([-1.0, 0.0, 2.0])).tolist()
+        [0.0, 0.0, 2.0]
+    """
+    return input.relu_() if inplace else _relu(input)
+
+
+def relu_(input: Tensor) -> Tensor:
+    """:func:`relu` in place: ``input`` itself, its values replaced by max(x, 0)."""
+    return input.relu_()
 
 
 def check_reduction(reduction: str) -> str:

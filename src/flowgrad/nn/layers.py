@@ -14,6 +14,7 @@ from flowgrad._backend import xp
 from flowgrad.nn import functional as F
 from flowgrad.nn import init
 from flowgrad.nn.module import Module, Parameter
+from flowgrad.ops.elementwise import relu as _relu
 from flowgrad.tensor import Tensor
 
 
@@ -142,10 +143,19 @@ class Identity(Module):
 
 
 class ReLU(Module):
-    """max(x, 0) elementwise; relu'(0) = 0."""
+    """max(x, 0) elementwise; relu'(0) = 0. ``inplace=True`` overwrites the input (PyTorch's
+    argument; in a recorded graph the value before is kept for the history, so it saves no
+    memory there, only under ``no_grad``)."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(x)
+        return x.relu_() if self.inplace else _relu(x)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
 
 
 class Sigmoid(Module):
