@@ -84,11 +84,11 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
         assert err == ""
 
 
-def test_ctrl_c_while_importing_is_one_line_and_130(tmp_path):
+def _interrupt_while_importing(folder):
     # -X importtime reports each import as it finishes: interrupt right after flowgrad's
     # first module, while NumPy and the rest are still loading.
     proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "flowgrad", "train",
-                             "--out", "run"], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
+                             "--out", "run"], cwd=folder, env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     rest = []
     for line in proc.stderr:
@@ -97,9 +97,23 @@ def test_ctrl_c_while_importing_is_one_line_and_130(tmp_path):
                 proc.send_signal(signal.SIGINT)
             continue
         rest.append(line)
-    assert proc.wait(timeout=60) == 130
-    assert "".join(rest) == "flowgrad: interrupted\n"
-    assert not (tmp_path / "run").exists()
+    return proc.wait(timeout=60), "".join(rest)
+
+
+def test_ctrl_c_while_importing_is_one_line_and_130(tmp_path):
+    # A signal's arrival is timing: on a loaded machine Python may deliver it inside a
+    # finalizer, which swallows it ("Exception ignored in ..."), and the command then runs
+    # to the end. Up to three tries; every interrupt that is delivered must be one line.
+    for attempt in range(3):
+        folder = tmp_path / str(attempt)
+        folder.mkdir()
+        code, err = _interrupt_while_importing(folder)
+        if code == 130:
+            assert err == "flowgrad: interrupted\n"
+            assert not (folder / "run").exists()
+            return
+        assert code == 0, err  # swallowed: the command finished normally
+    pytest.fail("three SIGINTs during import were all swallowed")
 
 
 @pytest.mark.parametrize("delay", [0.3, 1.0, 2.5])

@@ -373,3 +373,40 @@ def test_relu_in_place_as_pytorch():
         memory = t.data
         assert F.relu(t, inplace=True) is t and t.data is memory and t.tolist() == [0.0, 1.0]
         assert F.relu_(fg.tensor([-1.0])).tolist() == [0.0]
+
+
+def _activations():
+    from flowgrad import nn
+    from flowgrad.nn import functional as F
+
+    return {
+        "leaky_relu": (lambda inplace: nn.LeakyReLU(0.2, inplace=inplace),
+                       lambda h, inplace: F.leaky_relu(h, 0.2, inplace=inplace)),
+        "elu": (lambda inplace: nn.ELU(0.5, inplace=inplace),
+                lambda h, inplace: F.elu(h, 0.5, inplace=inplace)),
+        "silu": (lambda inplace: nn.SiLU(inplace=inplace),
+                 lambda h, inplace: F.silu(h, inplace=inplace)),
+        "relu": (lambda inplace: nn.ReLU(inplace=inplace),
+                 lambda h, inplace: F.relu(h, inplace=inplace)),
+    }
+
+
+@pytest.mark.parametrize("name", ["leaky_relu", "elu", "silu", "relu"])
+def test_activation_inplace_matches_out_of_place(name):
+    layer, functional = _activations()[name]
+    data = np.random.default_rng(1).standard_normal((6, 4))
+    results = []
+    for inplace in (False, True):
+        x = fg.tensor(data, requires_grad=True)
+        h = x * 1.5
+        out = layer(inplace)(h)
+        assert (out is h) == inplace
+        (out * out).sum().backward()
+        results.append((out.numpy().copy(), x.grad.numpy()))
+        with fg.no_grad():
+            h2 = fg.tensor(data * 1.5)
+            y = functional(h2, inplace)
+            assert (y is h2) == inplace
+            np.testing.assert_array_equal(y.numpy(), out.numpy())
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-15)

@@ -301,7 +301,6 @@ def test_functional_reexports_core_ops():
     assert F.relu(x).grad_fn.op is fg.relu(x).grad_fn.op
     assert F.softmax is fg.softmax and F.log_softmax is fg.log_softmax
     assert F.linear is fg.linear
-    assert F.leaky_relu is fg.leaky_relu
     assert F.binary_cross_entropy_with_logits is fg.binary_cross_entropy_with_logits
 
 

@@ -231,6 +231,12 @@ def _clamp_(self: Tensor, min: float | None = None, max: float | None = None) ->
     return _inplace(self, "clamp", (), {"min": min, "max": max})
 
 
+def inplace_op(self: Tensor, opname: str, **params: Any) -> Tensor:
+    """``self`` with its values replaced by the unary op ``opname`` applied to them (the
+    ``inplace=True`` of the activation layers); recorded like every in-place update."""
+    return _inplace(self, opname, (), params)
+
+
 def _relu_(self: Tensor) -> Tensor:
     """In place: values replaced by max(x, 0) (relu'(0) = 0)."""
     return _inplace(self, "relu", (), {})

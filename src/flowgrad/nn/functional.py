@@ -1,8 +1,8 @@
 """Functional forms of the layers and losses (``import flowgrad.nn.functional as F``).
 
 Everything that exists as a core op is that op, re-exported (one derivative rule, no second
-copy of the math): the activations (``relu`` through a thin wrapper, for PyTorch's
-``inplace=``), ``linear``, the convolutions and pools,
+copy of the math): the activations (``relu``, ``leaky_relu``, ``elu`` and ``silu`` through thin
+wrappers, for PyTorch's ``inplace=``), ``linear``, the convolutions and pools,
 ``binary_cross_entropy_with_logits`` and ``embedding``. The rest is composed from core ops,
 so it differentiates to any order: normalisation, dropout, attention, and the losses.
 ``cross_entropy`` uses the fused, numerically stable op in the common case (integer targets,
@@ -17,6 +17,7 @@ from typing import Any
 
 from flowgrad import _backend
 from flowgrad.errors import ShapeError
+from flowgrad.methods import inplace_op
 from flowgrad.ops import nn as _nn_ops
 from flowgrad.ops.conv import adaptive_avg_pool2d as _adaptive_avg_pool2d
 from flowgrad.ops.conv import avg_pool2d as _avg_pool2d
@@ -26,16 +27,16 @@ from flowgrad.ops.conv import im2col as _im2col
 from flowgrad.ops.conv import max_pool2d as _max_pool2d
 from flowgrad.ops.elementwise import (
     abs,
-    elu,
     gelu,
-    leaky_relu,
     sigmoid,
-    silu,
     softplus,
     tanh,
     where,
 )
+from flowgrad.ops.elementwise import elu as _elu
+from flowgrad.ops.elementwise import leaky_relu as _leaky_relu
 from flowgrad.ops.elementwise import relu as _relu
+from flowgrad.ops.elementwise import silu as _silu
 from flowgrad.ops.nn import _check_reduction, binary_cross_entropy_with_logits, linear
 from flowgrad.ops.reduction import log_softmax, mean, softmax
 from flowgrad.ops.reduction import sum as _sum
@@ -67,6 +68,23 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
 def relu_(input: Tensor) -> Tensor:
     """:func:`relu` in place: ``input`` itself, its values replaced by max(x, 0)."""
     return input.relu_()
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """x for x > 0, negative_slope · x otherwise; ``inplace=True`` overwrites ``input``."""
+    if inplace:
+        return inplace_op(input, "leaky_relu", negative_slope=negative_slope)
+    return _leaky_relu(input, negative_slope=negative_slope)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """x for x > 0, alpha·(exp(x) - 1) otherwise; ``inplace=True`` overwrites ``input``."""
+    return inplace_op(input, "elu", alpha=alpha) if inplace else _elu(input, alpha=alpha)
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """x·sigmoid(x); ``inplace=True`` overwrites ``input``."""
+    return inplace_op(input, "silu") if inplace else _silu(input)
 
 
 def check_reduction(reduction: str) -> str:

@@ -142,6 +142,10 @@ class Identity(Module):
         return x
 
 
+def _inplace_repr(inplace: bool) -> str:
+    return ", inplace=True" if inplace else ""
+
+
 class ReLU(Module):
     """max(x, 0) elementwise; relu'(0) = 0. ``inplace=True`` overwrites the input (PyTorch's
     argument; in a recorded graph the value before is kept for the history, so it saves no
@@ -175,15 +179,16 @@ class Tanh(Module):
 class LeakyReLU(Module):
     """x for x > 0, negative_slope · x otherwise."""
 
-    def __init__(self, negative_slope: float = 0.01):
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
         super().__init__()
         self.negative_slope = float(negative_slope)
+        self.inplace = inplace
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.leaky_relu(x, negative_slope=self.negative_slope)
+        return F.leaky_relu(x, self.negative_slope, self.inplace)
 
     def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}"
+        return f"negative_slope={self.negative_slope}" + _inplace_repr(self.inplace)
 
 
 class Softmax(Module):
@@ -264,22 +269,30 @@ class GELU(Module):
 class SiLU(Module):
     """x·sigmoid(x) elementwise (also called swish)."""
 
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+
     def forward(self, x: Tensor) -> Tensor:
-        return F.silu(x)
+        return F.silu(x, self.inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
 
 
 class ELU(Module):
     """x for x > 0, alpha·(exp(x) - 1) otherwise."""
 
-    def __init__(self, alpha: float = 1.0):
+    def __init__(self, alpha: float = 1.0, inplace: bool = False):
         super().__init__()
         self.alpha = float(alpha)
+        self.inplace = inplace
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.elu(x, alpha=self.alpha)
+        return F.elu(x, self.alpha, self.inplace)
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
+        return f"alpha={self.alpha}" + _inplace_repr(self.inplace)
 
 
 class Softplus(Module):
