@@ -301,7 +301,6 @@ def test_functional_reexports_core_ops():
     assert F.relu(x).grad_fn.op is fg.relu(x).grad_fn.op
     assert F.softmax is fg.softmax and F.log_softmax is fg.log_softmax
     assert F.linear is fg.linear
-    assert F.binary_cross_entropy_with_logits is fg.binary_cross_entropy_with_logits
 
 
 # -- losses ------------------------------------------------------------------------------------
@@ -365,6 +364,46 @@ def test_bce_with_logits_each_reduction(reduction, rng):
     np.testing.assert_allclose(
         nn.BCEWithLogitsLoss(reduction=reduction)(fg.tensor(z), fg.tensor(t)).numpy(),
         expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_bce_with_logits_weight_and_pos_weight_by_hand(reduction, rng):
+    z = rng.normal(size=(4, 3)) * 3
+    z[0, 0] = 0.0  # the kink of max(x, 0) and |x|: the derivative must still be exact
+    t = (rng.random((4, 3)) > 0.5).astype(np.float64)
+    t[1, 1] = 0.25  # soft targets are allowed
+    weight, pos_weight = rng.random(3) + 0.5, rng.random(3) * 3
+    loss = F.binary_cross_entropy_with_logits(fg.tensor(z), fg.tensor(t), fg.tensor(weight),
+                                              reduction, fg.tensor(pos_weight))
+    p = 1 / (1 + np.exp(-z))
+    per = -weight * (pos_weight * t * np.log(p) + (1 - t) * np.log(1 - p))
+    expected = {"mean": per.mean(), "sum": per.sum(), "none": per}[reduction]
+    np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-12)
+    module = nn.BCEWithLogitsLoss(fg.tensor(weight), reduction, pos_weight=fg.tensor(pos_weight))
+    np.testing.assert_allclose(module(fg.tensor(z), fg.tensor(t)).numpy(), expected, rtol=1e-12)
+    # d/dx = weight·[(pos_weight·t + 1 - t)·σ(x) - pos_weight·t], at x = 0 too
+    x = fg.tensor(z, requires_grad=True)
+    F.binary_cross_entropy_with_logits(x, t, fg.tensor(weight), "sum",
+                                       fg.tensor(pos_weight)).backward()
+    np.testing.assert_allclose(
+        x.grad.numpy(), weight * ((pos_weight * t + 1 - t) * p - pos_weight * t), rtol=1e-12)
+    assert fg.gradcheck(lambda a, b: F.binary_cross_entropy_with_logits(
+        a, b, fg.tensor(weight), reduction, fg.tensor(pos_weight)),
+        [fg.tensor(z, requires_grad=True), fg.tensor(t, requires_grad=True)])
+    with pytest.raises(fg.ShapeError, match=r"\(4, 3\).*\(4, 2\)|\(4, 2\).*\(4, 3\)"):
+        F.binary_cross_entropy_with_logits(fg.tensor(z), t[:, :2], pos_weight=fg.tensor(2.0))
+
+
+def test_bce_with_logits_weights_match_pytorch(rng):
+    torch = pytest.importorskip("torch")
+    z, t = rng.normal(size=(6, 2)) * 4, (rng.random((6, 2)) > 0.5).astype(np.float64)
+    weight, pos_weight = rng.random(2) + 0.1, rng.random(2) * 4
+    x = fg.tensor(z, requires_grad=True)
+    nn.BCEWithLogitsLoss(fg.tensor(weight), pos_weight=fg.tensor(pos_weight))(x, t).backward()
+    tx = torch.tensor(z, requires_grad=True)
+    torch.nn.BCEWithLogitsLoss(torch.tensor(weight), pos_weight=torch.tensor(pos_weight))(
+        tx, torch.tensor(t)).backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
 
 
 def test_bad_reduction_names_the_allowed_values():

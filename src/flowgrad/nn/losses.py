@@ -70,10 +70,16 @@ class CrossEntropyLoss(_Loss):
 
 
 class BCEWithLogitsLoss(_Loss):
-    """Binary cross-entropy on logits: -[t·log σ(x) + (1-t)·log(1-σ(x))], computed stably."""
+    """Binary cross-entropy on logits: -weight·[pos_weight·t·log σ(x) + (1-t)·log(1-σ(x))],
+    computed stably (see :func:`flowgrad.nn.functional.binary_cross_entropy_with_logits`)."""
+
+    def __init__(self, weight: Any = None, reduction: str = "mean", pos_weight: Any = None):
+        super().__init__(reduction)
+        self.weight, self.pos_weight = weight, pos_weight
 
     def forward(self, input: Tensor, target: Any) -> Tensor:
-        return F.binary_cross_entropy_with_logits(input, target, reduction=self.reduction)
+        return F.binary_cross_entropy_with_logits(input, target, self.weight, self.reduction,
+                                                  self.pos_weight)
 
 
 class NLLLoss(_Loss):
