@@ -634,3 +634,16 @@ def test_conv_input_gradient_by_offsets_equals_col2im(monkeypatch, kwargs):
     by_offset = grads()
     for a, b in zip(whole, by_offset):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_batchnorm_bias_false_scales_without_a_shift():
+    # PyTorch's keyword bias=False: a weight but no bias parameter (and no state-dict key).
+    bn = fg.nn.BatchNorm1d(3, bias=False)
+    assert bn.bias is None and bn.weight is not None
+    assert list(bn.state_dict()) == ["weight", "running_mean", "running_var",
+                                     "num_batches_tracked"]
+    x = np.random.default_rng(0).standard_normal((8, 3))
+    bn.weight.data[...] = [1.0, 2.0, 3.0]
+    y = bn(fg.tensor(x)).numpy()
+    normed = (x - x.mean(0)) / np.sqrt(x.var(0) + bn.eps)
+    np.testing.assert_allclose(y, normed * [1.0, 2.0, 3.0], rtol=1e-5, atol=1e-6)

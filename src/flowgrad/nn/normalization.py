@@ -17,7 +17,7 @@ class _BatchNorm(Module):
     _input_dims: tuple[int, ...] = ()
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True):
+                 affine: bool = True, track_running_stats: bool = True, *, bias: bool = True):
         super().__init__()
         if not isinstance(num_features, int) or isinstance(num_features, bool) or \
                 num_features <= 0:
@@ -28,7 +28,10 @@ class _BatchNorm(Module):
         dtype = _backend.default_float
         if affine:
             self.weight = Parameter(xp.ones(num_features, dtype=dtype))
-            self.bias = Parameter(xp.zeros(num_features, dtype=dtype))
+            if bias:
+                self.bias = Parameter(xp.zeros(num_features, dtype=dtype))
+            else:  # a scale without a shift (PyTorch's bias=False)
+                self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
