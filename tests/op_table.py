@@ -730,3 +730,57 @@ OP_TABLE += [
         EMB_IDX[..., None] != 3), ((4, 3),), REAL, lambda w: w[EMB_IDX] * (EMB_IDX[..., None] != 3),
            label="padding"),
 ]
+
+
+# ---------------------------------------------------------------- PyTorch's tensor methods
+# New ops (nan_to_num, the rounding family) and, under the op they are recorded as, the
+# methods composed from existing ops (mm, mv, dot, outer, reciprocal, sort, topk, unbind).
+# Rounding jumps at whole numbers (round: at halves), so its domains stay off them.
+OFFINT: Domain = ((-1.9, -1.1), (-0.9, -0.1), (0.1, 0.9), (1.1, 1.9))
+OFFHALF: Domain = ((-1.4, -1.1), (-0.9, -0.6), (-0.4, -0.1), (0.1, 0.4), (0.6, 0.9))
+OFFHUNDREDTHS: Domain = ((0.111, 0.114), (0.221, 0.224), (-0.334, -0.331))  # round(x, 2)
+_INF_MASK = _C.random((3, 4)) > 0.5
+_INF_MASK[0, 0], _INF_MASK[0, 1] = True, False
+_SIGNS = np.where(_C.random((3, 4)) > 0.5, math.inf, -math.inf)
+_NANS = np.where(_C.random((3, 4)) > 0.5, _SIGNS, math.nan)
+
+
+def _np_nan_to_num(a, nan=0.0, posinf=None, neginf=None):
+    return np.nan_to_num(a, nan=nan, posinf=posinf, neginf=neginf)
+
+
+OP_TABLE += [
+    OpSpec("nan_to_num", lambda a: fg.nan_to_num(a), ((2, 3),), REAL, np.nan_to_num),
+    # Some entries replaced (NaN, +inf, -inf from a constant): no gradient reaches them.
+    OpSpec("nan_to_num",
+           lambda a: fg.where(fg.tensor(_INF_MASK), a, fg.tensor(_NANS)).nan_to_num(
+               nan=1.5, posinf=5.0, neginf=-5.0),
+           ((3, 4),), REAL,
+           lambda a: _np_nan_to_num(np.where(_INF_MASK, a, _NANS), 1.5, 5.0, -5.0),
+           label="replaced"),
+    OpSpec("floor", lambda a: fg.floor(a) + a, ((2, 3),), OFFINT, lambda a: np.floor(a) + a),
+    OpSpec("ceil", lambda a: a.ceil() * a, ((2, 3),), OFFINT, lambda a: np.ceil(a) * a),
+    OpSpec("trunc", lambda a: fg.trunc(a) + a, ((2, 3),), OFFINT, lambda a: np.trunc(a) + a),
+    OpSpec("round", lambda a: a.round() * a, ((2, 3),), OFFHALF, lambda a: np.round(a) * a),
+    OpSpec("round", lambda a: fg.round(a, decimals=2) + a, ((3,),), OFFHUNDREDTHS,
+           lambda a: np.round(a, 2) + a, label="decimals"),
+    OpSpec("div", lambda a: a.reciprocal(), ((2, 3),), OFF0, np.reciprocal, label="reciprocal"),
+    OpSpec("matmul", lambda a, b: a.mm(b), ((3, 4), (4, 2)), REAL, np.matmul, label="mm"),
+    OpSpec("matmul", lambda a, b: fg.mv(a, b), ((3, 4), (4,)), REAL, np.matmul, label="mv"),
+    OpSpec("matmul", lambda a, b: a.dot(b), ((4,), (4,)), REAL, np.dot, label="dot"),
+    OpSpec("mul", lambda a, b: fg.outer(a, b), ((3,), (4,)), REAL, np.outer, label="outer"),
+    OpSpec("gather", lambda a: a.sort(dim=0).values, ((4, 3),), REAL,
+           lambda a: np.sort(a, axis=0), label="sort"),
+    OpSpec("gather", lambda a: fg.sort(a, descending=True)[0], ((3, 5),), REAL,
+           lambda a: -np.sort(-a, axis=-1), label="sort-descending"),
+    OpSpec("gather", lambda a: a.topk(2).values, ((3, 5),), REAL,
+           lambda a: -np.sort(-a, axis=-1)[:, :2], label="topk"),
+    OpSpec("gather", lambda a: fg.topk(a, 3, dim=0, largest=False).values, ((4, 2),), REAL,
+           lambda a: np.sort(a, axis=0)[:3], label="topk-smallest"),
+    OpSpec("getitem", lambda a: a.unbind(1)[2], ((2, 3),), REAL, lambda a: a[:, 2],
+           label="unbind"),
+    OpSpec("getitem", lambda a: sum(fg.unbind(a)), ((3, 2),), REAL, lambda a: a.sum(0),
+           label="unbind-all"),
+]
+
+NON_DIFFERENTIABLE += ("all", "any", "isnan", "isinf", "isfinite", "argsort")

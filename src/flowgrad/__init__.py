@@ -53,32 +53,43 @@ from flowgrad.ops.arithmetic import (
     add,
     bmm,
     div,
+    dot,
     eq,
     ge,
     gt,
     le,
     lt,
     matmul,
+    mm,
     mul,
+    mv,
     ne,
     neg,
+    outer,
     pow,
+    reciprocal,
     sub,
 )
 from flowgrad.ops.elementwise import (
     abs,
+    ceil,
     clamp,
     cos,
     elu,
     erf,
     exp,
     expm1,
+    floor,
     gelu,
+    isfinite,
+    isinf,
+    isnan,
     leaky_relu,
     log,
     log1p,
     maximum,
     minimum,
+    nan_to_num,
     relu,
     rsqrt,
     sigmoid,
@@ -90,9 +101,12 @@ from flowgrad.ops.elementwise import (
     square,
     step,
     tanh,
+    trunc,
     where,
 )
+from flowgrad.ops.elementwise import round_ as round
 from flowgrad.ops.nn import binary_cross_entropy_with_logits, cross_entropy, linear
+from flowgrad.ops.reduction import all_ as all
 from flowgrad.ops.reduction import (
     amax,
     amin,
@@ -107,8 +121,9 @@ from flowgrad.ops.reduction import (
     sum,
     var,
 )
+from flowgrad.ops.reduction import any_ as any
 from flowgrad.ops.registry import op
-from flowgrad.ops.selection import argmax, argmin, max, min
+from flowgrad.ops.selection import argmax, argmin, argsort, max, min, sort, topk
 from flowgrad.ops.shape import (
     broadcast_to,
     cat,
@@ -134,6 +149,7 @@ from flowgrad.ops.shape import (
     transpose,
     tril,
     triu,
+    unbind,
     unsqueeze,
 )
 from flowgrad.tensor import Tensor

@@ -18,12 +18,13 @@ from __future__ import annotations
 from typing import Any
 
 from flowgrad import _backend
+from flowgrad.creation import full, ones, tensor, zeros
 from flowgrad.engine import backward
 from flowgrad.graph import grad_enabled
-from flowgrad.ops import selection, shape
+from flowgrad.ops import arithmetic, selection, shape
 from flowgrad.ops.elementwise import cast, where
 from flowgrad.ops.registry import OPS
-from flowgrad.ops.shape import getitem, index_put, reshape, to_device
+from flowgrad.ops.shape import expand, getitem, index_put, reshape, to_device
 from flowgrad.tensor import Tensor
 
 _make = Tensor._make
@@ -135,6 +136,62 @@ def _t(self: Tensor) -> Tensor:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is "
                            f"{self.ndim}D; use transpose(dim0, dim1) or .mT")
     return self if self.ndim < 2 else shape.transpose(self, 0, 1)
+
+
+def _view_as(self: Tensor, other: Tensor) -> Tensor:
+    """``self.view(other.shape)``."""
+    return _view(self, other.shape)
+
+
+def _reshape_as(self: Tensor, other: Tensor) -> Tensor:
+    """``self.reshape(other.shape)``."""
+    return reshape(self, other.shape)
+
+
+def _expand_as(self: Tensor, other: Tensor) -> Tensor:
+    """``self.expand(other.shape)``: broadcast to ``other``'s shape, the gradient summed back."""
+    return expand(self, other.shape)
+
+
+def _type_as(self: Tensor, other: Tensor) -> Tensor:
+    """This tensor in ``other``'s dtype (and on its device, as PyTorch's type string holds
+    both); itself when it already is."""
+    return _to(self, other)
+
+
+# ---------------------------------------------------------------- new tensors like this one
+
+
+def _new_zeros(self: Tensor, *size: Any, dtype: Any = None, device: Any = None,
+               requires_grad: bool = False) -> Tensor:
+    """Zeros of shape ``size`` (sizes or one sequence), with this tensor's dtype and device
+    unless given."""
+    return zeros(*size, dtype=self.dtype if dtype is None else dtype,
+                 device=self.device if device is None else device, requires_grad=requires_grad)
+
+
+def _new_ones(self: Tensor, *size: Any, dtype: Any = None, device: Any = None,
+              requires_grad: bool = False) -> Tensor:
+    """Ones of shape ``size`` (sizes or one sequence), with this tensor's dtype and device
+    unless given."""
+    return ones(*size, dtype=self.dtype if dtype is None else dtype,
+                device=self.device if device is None else device, requires_grad=requires_grad)
+
+
+def _new_full(self: Tensor, size: Any, fill_value: Any, *, dtype: Any = None,
+              device: Any = None, requires_grad: bool = False) -> Tensor:
+    """``fill_value`` everywhere in shape ``size``, with this tensor's dtype and device
+    unless given."""
+    return full(tuple(size), fill_value, dtype=self.dtype if dtype is None else dtype,
+                device=self.device if device is None else device, requires_grad=requires_grad)
+
+
+def _new_tensor(self: Tensor, data: Any, dtype: Any = None, device: Any = None,
+                requires_grad: bool = False) -> Tensor:
+    """A new leaf holding a copy of ``data``, with this tensor's dtype and device unless
+    given (also for float data and an integer tensor, as PyTorch)."""
+    return tensor(data, dtype=self.dtype if dtype is None else dtype,
+                  device=self.device if device is None else device, requires_grad=requires_grad)
 
 
 # ---------------------------------------------------------------- in-place updates
@@ -305,6 +362,17 @@ def bind() -> None:
         "float": lambda self: _to(self, _backend.float32),
         "double": lambda self: _to(self, _backend.float64),
         "long": lambda self: _to(self, _backend.int64),
+        "int": lambda self: _to(self, _backend.xp.int32),
+        "half": lambda self: _to(self, _backend.xp.float16),
+        "bool": lambda self: _to(self, _backend.bool_),
+        "view_as": _view_as,
+        "reshape_as": _reshape_as,
+        "expand_as": _expand_as,
+        "type_as": _type_as,
+        "new_zeros": _new_zeros,
+        "new_ones": _new_ones,
+        "new_full": _new_full,
+        "new_tensor": _new_tensor,
         "view": _view,
         "contiguous": _contiguous,
         "t": _t,
@@ -313,6 +381,16 @@ def bind() -> None:
         "min": lambda self, dim=None, keepdim=False: selection.min(self, dim, keepdim),
         "split": lambda self, split_size, dim=0: shape.split(self, split_size, dim),
         "chunk": lambda self, chunks, dim=0: shape.chunk(self, chunks, dim),
+        "unbind": lambda self, dim=0: shape.unbind(self, dim),
+        "sort": lambda self, dim=-1, descending=False, stable=False: selection.sort(
+            self, dim, descending, stable),
+        "topk": lambda self, k, dim=-1, largest=True, sorted=True: selection.topk(
+            self, k, dim, largest, sorted),
+        "mm": lambda self, mat2: arithmetic.mm(self, mat2),
+        "mv": lambda self, vec: arithmetic.mv(self, vec),
+        "dot": lambda self, tensor: arithmetic.dot(self, tensor),
+        "outer": lambda self, vec2: arithmetic.outer(self, vec2),
+        "reciprocal": lambda self: arithmetic.reciprocal(self),
         "add_": _binary_inplace("add"),
         "sub_": _binary_inplace("sub"),
         "mul_": _binary_inplace("mul"),

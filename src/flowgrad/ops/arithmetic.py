@@ -213,3 +213,73 @@ def bmm(xp, x, y):
 @bmm.rule
 def _(g, x, y, needs):
     return (bmm(g, y.mT) if needs[0] else None), (bmm(x.mT, g) if needs[1] else None)
+
+
+# ---------------------------------------------------------------- PyTorch's named products
+# Compositions of matmul and mul (so their gradients are those ops'), with PyTorch's
+# checks on the operands' ranks and sizes first: matmul would accept more.
+
+
+def _shapes(x, y) -> str:
+    return f"{tuple(x.shape)} and {tuple(y.shape)}"
+
+
+def mm(input, mat2):
+    """The matrix product of two 2-D tensors (``torch.mm``); no broadcasting.
+
+    Raises:
+        ShapeError: an operand is not 2-D, or the inner sizes differ (naming both shapes).
+    """
+    if input.ndim != 2 or mat2.ndim != 2:
+        raise ShapeError(f"mm: both operands must be 2-D matrices, got shapes "
+                         f"{_shapes(input, mat2)}")
+    if input.shape[1] != mat2.shape[0]:
+        raise ShapeError(f"mm: shapes {_shapes(input, mat2)} cannot be multiplied "
+                         f"({input.shape[1]} columns != {mat2.shape[0]} rows)")
+    return matmul(input, mat2)
+
+
+def mv(input, vec):
+    """The product of a 2-D matrix and a 1-D vector (``torch.mv``).
+
+    Raises:
+        ShapeError: the ranks are not 2 and 1, or the sizes differ (naming both shapes).
+    """
+    if input.ndim != 2 or vec.ndim != 1:
+        raise ShapeError(f"mv: expected a 2-D matrix and a 1-D vector, got shapes "
+                         f"{_shapes(input, vec)}")
+    if input.shape[1] != vec.shape[0]:
+        raise ShapeError(f"mv: shapes {_shapes(input, vec)} cannot be multiplied "
+                         f"({input.shape[1]} columns != {vec.shape[0]} elements)")
+    return matmul(input, vec)
+
+
+def dot(input, tensor):
+    """The inner product of two 1-D tensors of the same size (``torch.dot``): a 0-d tensor.
+
+    Raises:
+        ShapeError: an operand is not 1-D, or the sizes differ (naming both shapes).
+    """
+    if input.ndim != 1 or tensor.ndim != 1:
+        raise ShapeError(f"dot: both operands must be 1-D, got shapes {_shapes(input, tensor)}")
+    if input.shape[0] != tensor.shape[0]:
+        raise ShapeError(f"dot: shapes {_shapes(input, tensor)} have different numbers of "
+                         f"elements")
+    return matmul(input, tensor)
+
+
+def outer(input, vec2):
+    """The outer product of two 1-D tensors (``torch.outer``): ``out[i, j] = input[i]·vec2[j]``.
+
+    Raises:
+        ShapeError: an operand is not 1-D (naming both shapes).
+    """
+    if input.ndim != 1 or vec2.ndim != 1:
+        raise ShapeError(f"outer: both operands must be 1-D, got shapes {_shapes(input, vec2)}")
+    return mul(unsqueeze(input, -1), vec2)
+
+
+def reciprocal(input):
+    """1/x (as ``torch.reciprocal``; integers give the default float): recorded as the
+    division ``1.0 / x``, whose derivative -1/x² is PyTorch's -out²."""
+    return div(1.0, input)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from flowgrad import _backend
+from flowgrad.creation import zeros_like
 from flowgrad.ops.registry import op, promote_elementwise, promote_to_float, promote_values
 
 
@@ -412,3 +415,113 @@ def _erf(xp, x):
     # NaN stays NaN (sign(nan) is nan); ±inf gives ±1 through the far branch.
     return xp.astype(out, x.dtype if xp.isdtype(x.dtype, "real floating") else xp.float32,
                      copy=False)
+
+
+# ---------------------------------------------------------------- tests for special values
+
+
+def _special(xp, x, test, integers):
+    # Integer and bool tensors hold no NaN or inf (and the standard's isnan takes numbers).
+    if not xp.isdtype(x.dtype, ("real floating", "complex floating")):
+        return xp.full(x.shape, integers, dtype=xp.bool, device=x.device)
+    return test(x)
+
+
+@op(method=True, differentiable=False)
+def isnan(xp, x):
+    """Where x is NaN; a bool tensor with no gradient"""
+    return _special(xp, x, xp.isnan, False)
+
+
+@op(method=True, differentiable=False)
+def isinf(xp, x):
+    """Where x is +inf or -inf; a bool tensor with no gradient"""
+    return _special(xp, x, xp.isinf, False)
+
+
+@op(method=True, differentiable=False)
+def isfinite(xp, x):
+    """Where x is neither NaN nor ±inf; a bool tensor with no gradient"""
+    return _special(xp, x, xp.isfinite, True)
+
+
+@op(method=True)
+def nan_to_num(xp, x, *, nan=0.0, posinf=None, neginf=None):
+    """x with NaN, +inf and -inf replaced by ``nan``, ``posinf`` and ``neginf`` (by default
+    0 and the dtype's largest and smallest finite values, as PyTorch).
+
+    d/dx = 1 where x is finite, 0 where it was replaced (PyTorch's g·isfinite(x))
+    """
+    if not xp.isdtype(x.dtype, "real floating"):
+        return xp.asarray(x, copy=True)  # integers have nothing to replace
+    info = xp.finfo(x.dtype)
+    big = info.max if posinf is None else posinf
+    small = info.min if neginf is None else neginf
+
+    def fill(value):
+        return xp.full(x.shape, value, dtype=x.dtype, device=x.device)
+
+    out = xp.where(xp.isnan(x), fill(nan), x)
+    out = xp.where(out == math.inf, fill(big), out)
+    return xp.where(out == -math.inf, fill(small), out)
+
+
+@nan_to_num.rule
+def _(g, x, nan, posinf, neginf):
+    return where(isfinite(x), g, 0.0)
+
+
+# ---------------------------------------------------------------- rounding
+# Piecewise constant: the gradient is 0 everywhere (PyTorch's convention at the jumps too).
+
+
+def _rounding(xp, x, fn):
+    if not xp.isdtype(x.dtype, "real floating"):
+        return xp.asarray(x, copy=True)  # an integer is already whole
+    return fn(x)
+
+
+def _zero_rule(g, x, **params):
+    return zeros_like(g)
+
+
+@op(method=True)
+def floor(xp, x):
+    """The largest whole number <= x; the gradient is 0"""
+    return _rounding(xp, x, xp.floor)
+
+
+@op(method=True)
+def ceil(xp, x):
+    """The smallest whole number >= x; the gradient is 0"""
+    return _rounding(xp, x, xp.ceil)
+
+
+@op(method=True)
+def trunc(xp, x):
+    """x rounded towards 0; the gradient is 0"""
+    return _rounding(xp, x, xp.trunc)
+
+
+@op("round", method=True)
+def round_(xp, x, *, decimals=0):
+    """x rounded to ``decimals`` decimal places, halves to even (as PyTorch: for decimals > 0,
+    round(x·10^d)/10^d; for decimals < 0, round(x/10^-d)·10^-d); the gradient is 0"""
+    if not isinstance(decimals, int) or isinstance(decimals, bool):
+        raise TypeError(f"round: decimals must be an int, got {decimals!r}")
+    if decimals == 0:
+        return _rounding(xp, x, xp.round)
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(f"round: decimals={decimals} needs a floating-point tensor, got dtype "
+                        f"{_backend.host_dtype(x.dtype)}")
+    if decimals > 0:
+        scale = 10.0 ** decimals
+        return xp.round(x * scale) / scale
+    scale = 10.0 ** -decimals
+    return xp.round(x / scale) * scale
+
+
+floor.rule(_zero_rule)
+ceil.rule(_zero_rule)
+trunc.rule(_zero_rule)
+round_.rule(_zero_rule)

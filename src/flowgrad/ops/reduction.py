@@ -300,3 +300,20 @@ def cumsum(xp, x, *, dim):
 @cumsum.rule
 def _(g, x, dim):
     return flip(cumsum(flip(g, dim), dim=dim), dim)
+
+
+# ---------------------------------------------------------------- logical reductions
+
+
+@op("all", method=True, differentiable=False)
+def all_(xp, x, *, dim=None, keepdim=False):
+    """Whether every element (along ``dim``: an int, a tuple, or None for all) is nonzero;
+    a bool tensor with no gradient"""
+    return xp.all(x, axis=None if dim is None else axes(dim, x.ndim), keepdims=keepdim)
+
+
+@op("any", method=True, differentiable=False)
+def any_(xp, x, *, dim=None, keepdim=False):
+    """Whether some element (along ``dim``: an int, a tuple, or None for all) is nonzero;
+    a bool tensor with no gradient"""
+    return xp.any(x, axis=None if dim is None else axes(dim, x.ndim), keepdims=keepdim)

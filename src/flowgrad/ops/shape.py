@@ -447,6 +447,15 @@ def _(g, x, diagonal):
     return triu(g, diagonal=diagonal)
 
 
+def unbind(input, dim: int = 0) -> tuple:
+    """The slices of ``input`` along ``dim``, that dim removed (as ``torch.unbind``): a tuple
+    of views whose gradients go back to their places."""
+    if input.ndim == 0:
+        raise IndexError("unbind: a 0-d tensor has no dim to unbind")
+    d = axes(dim, input.ndim)[0]
+    return tuple(input[(slice(None),) * d + (i,)] for i in range(input.shape[d]))
+
+
 def split(tensor, split_size_or_sections, dim: int = 0) -> tuple:
     """Pieces of ``tensor`` along ``dim``: of size ``split_size_or_sections`` (an int; the last
     may be smaller) or of the sizes in a list, as in PyTorch. Each piece is a slice (view)."""
