@@ -642,8 +642,9 @@ def test_batchnorm_bias_false_scales_without_a_shift():
     assert bn.bias is None and bn.weight is not None
     assert list(bn.state_dict()) == ["weight", "running_mean", "running_var",
                                      "num_batches_tracked"]
-    x = np.random.default_rng(0).standard_normal((8, 3))
-    bn.weight.data[...] = [1.0, 2.0, 3.0]
+    x = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
+    with fg.no_grad():
+        bn.weight.mul_(fg.tensor([1.0, 2.0, 3.0]))
     y = bn(fg.tensor(x)).numpy()
     normed = (x - x.mean(0)) / np.sqrt(x.var(0) + bn.eps)
     np.testing.assert_allclose(y, normed * [1.0, 2.0, 3.0], rtol=1e-5, atol=1e-6)
