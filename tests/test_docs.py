@@ -10,8 +10,9 @@ line just before its fence, invisible on the rendered page::
     x, y = fg.data.load_mnist("data", download=True)
     ```
 
-The only reasons accepted are ``network`` and ``gpu``. A block that shows an error on
-purpose says which, and then must raise exactly that (``<!-- raises: AnomalyError -->``).
+The only reasons accepted are ``network`` and ``gpu`` (never run here) and ``mpi`` (run when
+mpi4py is installed, as in CI; the README's plain ``.[test]`` install skips it). A block
+that shows an error on purpose says which, and then must raise exactly that (``<!-- raises: AnomalyError -->``).
 The blocks of one file run in order in one namespace (a later block may use what an
 earlier one made), in a temporary folder, in a process of their own.
 """
@@ -19,6 +20,7 @@ earlier one made), in a temporary folder, in a process of their own.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import shlex
@@ -31,7 +33,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-SKIP_REASONS = ("network", "gpu")
+SKIP_REASONS = ("network", "gpu", "mpi")
 
 _FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
 _MARK = re.compile(r"^\s*<!--\s*needs:\s*(\S+)\s*-->\s*$")
@@ -86,6 +88,12 @@ def _python_pages() -> list[Path]:
     return [p for p in PAGES if any(b.lang == "python" for b in blocks(p))]
 
 
+def _can_run(needs: str | None) -> bool:
+    if needs == "mpi":
+        return importlib.util.find_spec("mpi4py") is not None
+    return needs is None
+
+
 def run_page(page: Path) -> None:
     """Run a page's Python blocks in order in one namespace (in this process)."""
     import matplotlib
@@ -93,7 +101,7 @@ def run_page(page: Path) -> None:
     matplotlib.use("Agg")
     namespace: dict = {"__name__": "__docs__"}
     for block in blocks(page):
-        if block.lang != "python" or block.needs is not None:
+        if block.lang != "python" or not _can_run(block.needs):
             continue
         code = compile(block.text, block.where, "exec")
         try:
