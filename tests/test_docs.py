@@ -12,9 +12,10 @@ line just before its fence, invisible on the rendered page::
 
 The only reasons accepted are ``network`` and ``gpu`` (never run here) and ``mpi`` (run when
 mpi4py is installed, as in CI; the README's plain ``.[test]`` install skips it). A block
-that shows an error on purpose says which, and then must raise exactly that (``<!-- raises: AnomalyError -->``).
-The blocks of one file run in order in one namespace (a later block may use what an
-earlier one made), in a temporary folder, in a process of their own.
+that shows an error on purpose says which, and then must raise exactly that
+(``<!-- raises: AnomalyError -->``). The blocks of one file run in order in one namespace
+(a later block may use what an earlier one made), in a temporary folder, in a process of
+their own.
 """
 
 from __future__ import annotations
